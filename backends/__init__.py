@@ -1,0 +1,1 @@
+"""Backend plugins. Each registers in the `tritbench.backends` entry-point group (see pyproject.toml)."""

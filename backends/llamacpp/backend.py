@@ -1,0 +1,168 @@
+"""The llama.cpp backend: loads a GGUF with the settings asked for and runs pp/tg steps.
+
+It drives llama.cpp's C API directly (as llama-bench does) rather than `Llama.generate`, which
+reuses a matching KV prefix and samples. Timing, statistics and storage belong to the harness.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import ClassVar
+
+from bench.plugin import Option
+
+# ggml log levels (ggml.h): only warnings and errors reach the child's stderr log.
+_LOG_WARN = 3
+_LOG_ERROR = 4
+_log_callback = None  # the ctypes callback must outlive every llama.cpp call
+
+
+def _llama():
+    import llama_cpp
+
+    return llama_cpp
+
+
+def _quiet_logs(llama_cpp) -> None:
+    global _log_callback
+    if _log_callback is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def forward(level, text, user_data):
+        if level in (_LOG_WARN, _LOG_ERROR):
+            os.write(2, text or b"")
+
+    _log_callback = forward
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+def _lib_string(lib_name: str, symbol: str) -> str | None:
+    """A version string exported by one of the bundled shared libraries (None if absent)."""
+    llama_cpp = _llama()
+    path = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", lib_name)
+    try:
+        fn = getattr(ctypes.CDLL(path), symbol)
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_char_p
+    return fn().decode(errors="replace")
+
+
+class LlamaCppBackend:
+    name: ClassVar[str] = "llamacpp"
+    formats: ClassVar[tuple[str, ...]] = ("f16", "q8_0", "q4_0", "tq1_0", "tq2_0")
+    workload_kinds: ClassVar[tuple[str, ...]] = ("pp", "tg", "pg")
+    # llama-bench's defaults, except that every value is set explicitly and recorded.
+    options: ClassVar[dict[str, Option]] = {
+        "n_batch": Option(int, 2048, "logical batch: most tokens per llama_decode call"),
+        "n_ubatch": Option(int, 512, "physical batch: most tokens per compute graph"),
+        "threads_batch": Option(int, None, "threads for prompt batches (default: the -t value)"),
+        "flash_attn": Option(bool, True, "flash attention (llama-bench's auto turns it on for CPU)"),
+        "mmap": Option(bool, True, "memory-map the model file instead of reading it into memory"),
+        "n_ctx": Option(int, None, "context size (default: depth + n_prompt + n_gen of the largest test)"),
+    }
+
+    def info(self) -> dict:
+        llama_cpp = _llama()
+        return {
+            "version": llama_cpp.__version__,
+            "llama_cpp_commit": _lib_string("libggml-base.so", "ggml_commit"),
+            "ggml_version": _lib_string("libggml-base.so", "ggml_version"),
+            "llama_version": _lib_string("libllama.so", "llama_version"),
+            "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+        }
+
+    def open(self, model_path: str, n_threads: int, options: dict, n_ctx: int) -> LlamaCppSession:
+        return LlamaCppSession(model_path, n_threads, options, n_ctx)
+
+
+class LlamaCppSession:
+    """One model and one context. Tokens go in through `llama_batch_get_one`, so positions follow
+    the KV cache and `reset()` restarts at position 0."""
+
+    def __init__(self, model_path: str, n_threads: int, options: dict, n_ctx: int):
+        llama_cpp = self._l = _llama()
+        _quiet_logs(llama_cpp)
+        llama_cpp.llama_backend_init()
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = 0
+        mparams.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if options["mmap"] else llama_cpp.LLAMA_LOAD_MODE_NONE
+        self.model = llama_cpp.llama_model_load_from_file(model_path.encode(), mparams)
+        if not self.model:
+            raise RuntimeError(f"llama.cpp could not load the model: {model_path}")
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = options["n_ctx"] or n_ctx
+        cparams.n_batch = options["n_batch"]
+        cparams.n_ubatch = options["n_ubatch"]
+        cparams.n_threads = n_threads
+        cparams.n_threads_batch = options["threads_batch"] or n_threads
+        cparams.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if options["flash_attn"] else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        cparams.no_perf = False
+        self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            llama_cpp.llama_model_free(self.model)
+            raise RuntimeError("llama.cpp could not create a context with these settings")
+        self._load_mode = mparams.load_mode
+        self._flash_attn = bool(options["flash_attn"])
+        vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+        bos = llama_cpp.llama_vocab_bos(vocab)
+        self.bos_token = bos if bos >= 0 else None
+        self.n_batch = llama_cpp.llama_n_batch(self.ctx)
+
+    def effective_settings(self) -> dict:
+        l, ctx = self._l, self.ctx
+        return {
+            "n_threads": l.llama_n_threads(ctx),
+            "n_threads_batch": l.llama_n_threads_batch(ctx),
+            "n_ctx": l.llama_n_ctx(ctx),
+            "n_batch": l.llama_n_batch(ctx),
+            "n_ubatch": l.llama_n_ubatch(ctx),
+            "flash_attn": self._flash_attn,
+            "mmap": self._load_mode == l.LLAMA_LOAD_MODE_MMAP,
+            "load_mode": (l.llama_load_mode_name(self._load_mode) or b"").decode(),
+            "model_size_bytes": l.llama_model_size(self.model),
+            "model_n_params": l.llama_model_n_params(self.model),
+        }
+
+    def reset(self) -> None:
+        self._l.llama_memory_clear(self._l.llama_get_memory(self.ctx), True)
+
+    def _decode(self, tokens: list[int]) -> None:
+        arr = (self._l.llama_token * len(tokens))(*tokens)
+        rc = self._l.llama_decode(self.ctx, self._l.llama_batch_get_one(arr, len(tokens)))
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} for a batch of {len(tokens)} tokens")
+
+    def prefill(self, tokens: list[int]) -> None:
+        for start in range(0, len(tokens), self.n_batch):
+            self._decode(tokens[start : start + self.n_batch])
+        self._l.llama_synchronize(self.ctx)
+
+    def decode(self, token: int) -> None:
+        self._decode([token])
+        self._l.llama_synchronize(self.ctx)
+
+    def reset_counters(self) -> None:
+        self._l.llama_perf_context_reset(self.ctx)
+
+    def counters(self) -> dict:
+        perf = self._l.llama_perf_context(self.ctx)
+        return {
+            "n_prompt": int(perf.n_p_eval),
+            "n_gen": int(perf.n_eval),
+            "prompt_ms": float(perf.t_p_eval_ms),
+            "gen_ms": float(perf.t_eval_ms),
+        }
+
+    def close(self) -> None:
+        if self.ctx:
+            self._l.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            self._l.llama_model_free(self.model)
+            self.model = None

@@ -1,0 +1,234 @@
+"""The `bench` command: run suites, manage models, list backends.
+
+Errors in the user's input end as one line on stderr and exit code 2; a run whose cases failed
+exits 1 after writing every record; Ctrl-C exits 130 after writing what was measured.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench import machine, plugin
+from bench.config import build_plan, case_id, load_suite, make_config
+from bench.errors import BenchError, ConfigError
+from bench.output import render
+from bench.records import ResultsStore
+from bench.runner import Runner, VariantRun
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark ternary (1.58-bit) LLMs.")
+models_app = typer.Typer(no_args_is_help=True, help="Synthetic model presets and model files.")
+list_app = typer.Typer(no_args_is_help=True, help="List what this installation has.")
+app.add_typer(models_app, name="models")
+app.add_typer(list_app, name="list")
+
+err = Console(stderr=True)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str | None, name: str) -> list[int] | None:
+    items = _split(text)
+    if items is None:
+        return None
+    try:
+        return [int(t) for t in items]
+    except ValueError:
+        raise ConfigError(f"{name} takes comma-separated integers, got '{text}'") from None
+
+
+def _pairs(values: list[str] | None) -> list[list[int]] | None:
+    if not values:
+        return None
+    out = []
+    for v in values:
+        nums = _ints(v, "--pg")
+        if len(nums) != 2:
+            raise ConfigError(f"--pg takes N_PROMPT,N_GEN, got '{v}'")
+        out.append(nums)
+    return out
+
+
+def _options(values: list[str] | None) -> dict[str, list] | None:
+    if not values:
+        return None
+    out: dict[str, list] = {}
+    for v in values:
+        key, sep, rest = v.partition("=")
+        if not sep or not key.strip() or not rest.strip():
+            raise ConfigError(f"--opt takes NAME=VALUE[,VALUE...], got '{v}'")
+        out[key.strip()] = _split(rest)
+    return out
+
+
+def _ensure_models(variants) -> dict[str, dict]:
+    """Synthesize missing preset files (once per spec for all formats), then read every file's metadata."""
+    from models import read_model_info
+    from models.synth import synthesize_many
+
+    missing: dict = {}
+    for v in variants:
+        if v.model.spec is not None and not v.model.exists():
+            missing.setdefault(v.model.spec, set()).add(v.model.format)
+    for spec, fmts in missing.items():
+        with err.status(f"synthesizing {spec.name} ({', '.join(sorted(fmts))})..."):
+            synthesize_many(spec, sorted(fmts))
+    infos: dict[str, dict] = {}
+    for v in variants:
+        path = str(v.model.path)
+        if path not in infos:
+            with err.status(f"reading {Path(path).name}..."):
+                infos[path] = read_model_info(path).to_dict()
+    return infos
+
+
+@app.command()
+def run(
+    suite: Annotated[Optional[Path], typer.Argument(help="Suite TOML file (default: the built-in suite)")] = None,
+    backends: Annotated[Optional[str], typer.Option("-b", "--backends", help="Backends, comma-separated")] = None,
+    models: Annotated[Optional[str], typer.Option("-m", "--models", help="Presets or GGUF paths")] = None,
+    formats: Annotated[Optional[str], typer.Option("-f", "--formats", help="f16,q8_0,q4_0,tq1_0,tq2_0")] = None,
+    n_prompt: Annotated[Optional[str], typer.Option("-p", "--n-prompt", help="Prompt lengths (pp tests)")] = None,
+    n_gen: Annotated[Optional[str], typer.Option("-n", "--n-gen", help="Generation lengths (tg tests)")] = None,
+    pg: Annotated[Optional[list[str]], typer.Option("--pg", help="N_PROMPT,N_GEN (repeatable)")] = None,
+    depth: Annotated[Optional[str], typer.Option("-d", "--depth", help="KV cache depths")] = None,
+    threads: Annotated[Optional[str], typer.Option("-t", "--threads", help="Thread counts")] = None,
+    repetitions: Annotated[Optional[int], typer.Option("-r", "--repetitions", help="Repetitions per case")] = None,
+    warmups: Annotated[Optional[int], typer.Option("--warmups", help="Warmup runs per child")] = None,
+    rounds: Annotated[Optional[int], typer.Option("--rounds", help="Rounds the repetitions are split over")] = None,
+    opt: Annotated[Optional[list[str]], typer.Option("--opt", help="Backend option NAME=V1,V2 (repeatable)")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Results folder")] = None,
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="md, csv, json or jsonl")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds before a child is killed")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the random token traces")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the latest run in --out")] = False,
+) -> None:
+    """Run backends over models and tests; write one JSON record per case under --out."""
+    overrides = {
+        "backends": _split(backends), "models": _split(models), "formats": _split(formats),
+        "n_prompt": _ints(n_prompt, "-p"), "n_gen": _ints(n_gen, "-n"), "pg": _pairs(pg),
+        "depth": _ints(depth, "-d"), "threads": _ints(threads, "-t"), "repetitions": repetitions,
+        "warmups": warmups, "rounds": rounds, "options": _options(opt), "out": out, "output": output,
+        "timeout": timeout, "seed": seed,
+    }
+    cfg = make_config(load_suite(suite), overrides)
+    variants = build_plan(cfg, machine.physical_cores())
+    infos = _ensure_models(variants)
+    store = ResultsStore.latest(Path(cfg.out)) if resume else ResultsStore.create(Path(cfg.out))
+    finished = store.finished_case_ids() if resume else set()
+    runs = []
+    for v in variants:
+        info = infos[str(v.model.path)]
+        pending = [w for w in v.workloads if case_id(v, w, info.get("sha256")) not in finished]
+        runs.append(VariantRun(v, info, pending))
+    skipped = sum(len(v.workloads) for v in variants) - sum(len(r.pending) for r in runs)
+    if skipped:
+        err.print(f"resuming {store.path}: {skipped} finished cases skipped")
+    runner = Runner(cfg, runs, store, machine.fingerprint(), on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task("running", total=runner.child_count())
+
+            def advance(vr: VariantRun) -> None:
+                progress.update(task, advance=1, description=vr.variant.label)
+
+            runner.on_child_done = advance
+            records = runner.run()
+    except KeyboardInterrupt:
+        err.print(f"interrupted: finished cases are kept in {store.path}; `bench run ... --resume` continues")
+        raise typer.Exit(130) from None
+    shown = store.records() if resume else [r.to_dict() for r in records]
+    sys.stdout.write(render(shown, cfg.output))
+    err.print(f"results: {store.path}")
+    if any(r.status != "ok" for r in records):
+        raise typer.Exit(1)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show the synthetic model presets."""
+    from models import PRESETS
+
+    table = Table("preset", "arch", "params", "hidden", "layers", "ffn", "heads", "kv heads", "vocab", "ctx")
+    for name, s in PRESETS.items():
+        table.add_row(name, s.arch, f"{s.n_params() / 1e6:.1f} M", str(s.hidden), str(s.layers), str(s.ffn),
+                      str(s.heads), str(s.kv_heads), str(s.vocab), str(s.n_ctx))
+    Console().print(table)
+
+
+@models_app.command("synth")
+def models_synth(
+    presets: Annotated[str, typer.Argument(help="Preset names, comma-separated")],
+    formats: Annotated[str, typer.Option("-f", "--formats")] = "f16,q8_0,q4_0,tq1_0,tq2_0",
+) -> None:
+    """Write (or find cached) GGUF files for presets; prints their paths."""
+    from models import get_preset
+    from models.synth import synthesize_many
+
+    for name in _split(presets) or []:
+        spec = get_preset(name)
+        with err.status(f"synthesizing {name}..."):
+            paths = synthesize_many(spec, _split(formats) or [])
+        for fmt, path in paths.items():
+            print(f"{name}\t{fmt}\t{path}")
+
+
+@models_app.command("info")
+def models_info(
+    model: Annotated[str, typer.Argument(help="A GGUF path, or a preset name with -f")],
+    fmt: Annotated[str, typer.Option("-f", "--format", help="Format, for a preset")] = "tq2_0",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Read a model file's metadata: architecture, parameters, tensor types, bits per weight, sha256."""
+    import json
+
+    from models import read_model_info, resolve_model
+
+    (variant,) = resolve_model(model, [fmt])[:1]
+    info = read_model_info(str(variant.ensure())).to_dict()
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    table = Table("field", "value", show_header=False)
+    for k, v in info.items():
+        table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+    Console().print(table)
+
+
+@list_app.command("backends")
+def list_backends() -> None:
+    """Installed backends with their formats, tests and options."""
+    table = Table("backend", "formats", "tests", "options")
+    for name in sorted(plugin.available()):
+        try:
+            cls = plugin.load(name)
+        except ConfigError as exc:
+            table.add_row(name, "", "", f"[red]{exc}[/]")
+            continue
+        opts = "\n".join(f"{k} (default {o.default}): {o.help}" for k, o in cls.options.items())
+        table.add_row(name, ", ".join(cls.formats), ", ".join(cls.workload_kinds), opts)
+    Console().print(table)
+
+
+def main() -> None:
+    """Entry point: one-line errors and fixed exit codes instead of tracebacks."""
+    from models import ModelError
+
+    try:
+        app()  # standalone: usage errors exit 2 and typer.Exit sets the code
+    except (BenchError, ModelError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

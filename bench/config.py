@@ -1,0 +1,215 @@
+"""Run configuration: a TOML suite and command-line lists merged, checked, and expanded into a plan.
+
+A plan is a list of variants (backend x model file x threads x backend options); each variant
+carries the workloads it runs, and each (variant, workload) pair is one case with one record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bench import plugin
+from bench.errors import ConfigError
+from bench.workloads import Workload, llm_workloads
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+OUTPUTS = ("md", "csv", "json", "jsonl")
+
+
+@dataclass
+class RunConfig:
+    """Everything `bench run` needs; every list is swept as a cartesian product."""
+
+    backends: list[str] = field(default_factory=lambda: ["llamacpp"])
+    models: list[str] = field(default_factory=lambda: ["small"])
+    formats: list[str] = field(default_factory=lambda: ["f16", "q4_0", "tq1_0", "tq2_0"])
+    n_prompt: list[int] = field(default_factory=lambda: [128])
+    n_gen: list[int] = field(default_factory=lambda: [64])
+    pg: list[list[int]] = field(default_factory=list)
+    depth: list[int] = field(default_factory=lambda: [0])
+    threads: list[int] = field(default_factory=list)  # empty: physical cores
+    repetitions: int = 5
+    warmups: int = 2
+    rounds: int | None = None  # None: one round per repetition, variants interleaved
+    options: dict[str, list] = field(default_factory=dict)
+    out: str = "results"
+    output: str = "md"
+    timeout: float = 1800.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("backends", "models", "formats", "depth"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is empty")
+        if self.repetitions < 1:
+            raise ConfigError(f"repetitions must be >= 1, got {self.repetitions}")
+        if self.warmups < 0:
+            raise ConfigError(f"warmups must be >= 0, got {self.warmups}")
+        if self.rounds is not None and not 1 <= self.rounds <= self.repetitions:
+            raise ConfigError(f"rounds must be between 1 and repetitions ({self.repetitions}), got {self.rounds}")
+        for t in self.threads:
+            if t < 1:
+                raise ConfigError(f"threads must be >= 1, got {t}")
+        for pair in self.pg:
+            if len(pair) != 2:
+                raise ConfigError(f"a pg test needs two numbers (n_prompt, n_gen), got {pair}")
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"unknown output format '{self.output}' (known: {', '.join(OUTPUTS)})")
+        if self.timeout <= 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}")
+
+    def workloads(self) -> list[Workload]:
+        return llm_workloads(self.n_prompt, self.n_gen, [tuple(p) for p in self.pg], self.depth)
+
+
+_LIST_INT = {"n_prompt", "n_gen", "depth", "threads"}
+_LIST_STR = {"backends", "models", "formats"}
+_SCALAR = {"repetitions": int, "warmups": int, "rounds": int, "out": str, "output": str, "timeout": float, "seed": int}
+
+
+def _check_type(key: str, value: Any, where: str) -> Any:
+    if key in _LIST_INT or key in _LIST_STR:
+        want = int if key in _LIST_INT else str
+        if not isinstance(value, list):
+            value = [value]
+        for v in value:
+            if not isinstance(v, want) or isinstance(v, bool):
+                raise ConfigError(f"{where}: '{key}' takes a list of {want.__name__}s, got {v!r}")
+        return value
+    if key == "pg":
+        if not isinstance(value, list) or not all(
+            isinstance(p, list) and all(isinstance(x, int) for x in p) for p in value
+        ):
+            raise ConfigError(f"{where}: 'pg' takes a list of [n_prompt, n_gen] pairs, got {value!r}")
+        return value
+    if key == "options":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: 'options' must be a table")
+        return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+    want = _SCALAR[key]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, want) or isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' takes a {want.__name__}, got {value!r}")
+    return value
+
+
+def parse_suite(data: dict, where: str = "suite") -> dict:
+    """Check a suite table's keys and types; unknown keys are errors (a typo must not be ignored)."""
+    known = {f.name for f in fields(RunConfig)}
+    out = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(known))})")
+        out[key] = _check_type(key, value, where)
+    return out
+
+
+def load_suite(path: Path | None) -> dict:
+    """A suite file's settings; None gives the built-in default suite."""
+    if path is None:
+        text = resources.files("bench").joinpath("suites/default.toml").read_text()
+        where = "default suite"
+    else:
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"suite file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read suite file {path}: {exc}") from None
+        where = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    return parse_suite(data, where)
+
+
+def make_config(suite: dict, overrides: dict) -> RunConfig:
+    """Suite values, then command-line values on top (None means 'not given')."""
+    merged = {**suite, **{k: v for k, v in overrides.items() if v is not None}}
+    cfg = RunConfig(**merged)
+    cfg.validate()
+    return cfg
+
+
+@dataclass
+class Variant:
+    """One loaded model in one backend with fixed settings; it runs several workloads."""
+
+    backend: str
+    model: Any  # models.ModelVariant
+    n_threads: int
+    options: dict
+    workloads: list[Workload]
+
+    @property
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.backend}/{self.model.name}/{self.model.format}/t{self.n_threads}" + (f"/{opts}" if opts else "")
+
+    @property
+    def n_ctx(self) -> int:
+        return max(w.n_tokens for w in self.workloads)
+
+
+def case_id(variant: Variant, workload: Workload, model_sha256: str | None) -> str:
+    """Identity of a case for --resume: same backend, model contents, settings and test."""
+    key = {
+        "backend": variant.backend,
+        "model": variant.model.name,
+        "format": variant.model.format,
+        "sha256": model_sha256,
+        "n_threads": variant.n_threads,
+        "options": variant.options,
+        "workload": workload.name,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _backend_option_sets(backend_cls: type, options: dict[str, list]) -> list[dict]:
+    """The cartesian product of this backend's options (its defaults where not swept)."""
+    spec = backend_cls.options
+    names = list(spec)
+    values = [
+        [spec[n].parse(n, v) for v in options[n]] if n in options else [spec[n].default] for n in names
+    ]
+    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+
+def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
+    """Expand the config into variants, checking every name before anything runs."""
+    from models import resolve_model
+
+    workloads = cfg.workloads()
+    classes = {name: plugin.load(name) for name in dict.fromkeys(cfg.backends)}
+    for opt in cfg.options:
+        if not any(opt in cls.options for cls in classes.values()):
+            known = sorted({o for cls in classes.values() for o in cls.options})
+            raise ConfigError(f"unknown option '{opt}' for backends {', '.join(classes)} (known: {', '.join(known)})")
+    threads = cfg.threads or [default_threads]
+    variants: list[Variant] = []
+    for name, cls in classes.items():
+        for w in workloads:
+            if w.kind not in cls.workload_kinds:
+                raise ConfigError(f"backend '{name}' cannot run {w.name} (it runs: {', '.join(cls.workload_kinds)})")
+        for fmt in cfg.formats:
+            if fmt not in cls.formats:
+                raise ConfigError(f"backend '{name}' has no format '{fmt}' (known: {', '.join(cls.formats)})")
+        opt_sets = _backend_option_sets(cls, {k: v for k, v in cfg.options.items() if k in cls.options})
+        for ref in dict.fromkeys(cfg.models):
+            for model in resolve_model(ref, list(dict.fromkeys(cfg.formats))):
+                for t, opts in itertools.product(threads, opt_sets):
+                    variants.append(Variant(name, model, t, opts, list(workloads)))
+    return variants

@@ -1,0 +1,44 @@
+"""Turn the raw repetition samples a worker returns into a case's metrics: pure functions."""
+
+from __future__ import annotations
+
+from bench.stats import summarize
+from bench.workloads import Workload
+
+ENERGY_UNAVAILABLE = "unavailable:no energy reader in this tritbench version"
+
+
+def llm_metrics(w: Workload, reps: list[dict], children: list[dict]) -> dict:
+    """Metrics of a pp/tg/pg case from its repetitions (wall-clock times of the backend's calls,
+    the backend's own counters) and from the child processes that ran them (load, memory)."""
+    if not reps:
+        raise ValueError("no repetitions")
+    tps, internal_tps = [], []
+    for r in reps:
+        wall = r.get("prefill_s", 0.0) + sum(r.get("decode_s", []))
+        tps.append((w.n_prompt + w.n_gen) / wall)
+        c = r.get("counters") or {}
+        own_ms = (c.get("prompt_ms") or 0.0) * bool(w.n_prompt) + (c.get("gen_ms") or 0.0) * bool(w.n_gen)
+        if own_ms > 0:
+            internal_tps.append((w.n_prompt + w.n_gen) / own_ms * 1e3)
+    m: dict = {"tokens_per_s": summarize(tps)}
+    if w.n_prompt:
+        m["prompt_tokens_per_s"] = summarize([w.n_prompt / r["prefill_s"] for r in reps])
+        # The prompt's last logits are the first token's: prefill time is the time to first token.
+        m["ttft_ms"] = summarize([r["prefill_s"] * 1e3 for r in reps], higher_is_better=False)
+    if w.n_gen:
+        m["gen_tokens_per_s"] = summarize([w.n_gen / sum(r["decode_s"]) for r in reps])
+        m["token_latency_ms"] = summarize([t * 1e3 for r in reps for t in r["decode_s"]], higher_is_better=False)
+    m["cpu_ms"] = summarize([r["cpu_s"] * 1e3 for r in reps], higher_is_better=False)
+    if len(internal_tps) == len(reps):
+        own = summarize(internal_tps)
+        m["backend_timings"] = {
+            "tokens_per_s": own,
+            # How far the harness's wall clock is from the backend's own timer (1.0 = identical).
+            "wall_over_backend": m["tokens_per_s"]["median"] / own["median"],
+        }
+    m["load_ms"] = summarize([c["load_s"] * 1e3 for c in children], higher_is_better=False)
+    m["peak_rss_bytes"] = max(c["peak_rss_bytes"] for c in children)
+    m["rss_after_load_bytes"] = max(c["rss_after_load_bytes"] for c in children)
+    m["energy"] = {"source": ENERGY_UNAVAILABLE}
+    return m

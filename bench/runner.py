@@ -1,0 +1,232 @@
+"""Run a plan: a child process per variant and round, variants interleaved, records written as cases end.
+
+Rounds: the repetitions of every case are split over rounds; each round runs every variant once,
+in an order rotated from round to round, so slow drift on a shared machine (another job, thermal
+state) spreads over all variants instead of landing on one. Each child loads the model, runs the
+warmups, then this round's repetitions.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import machine
+from bench.config import RunConfig, Variant, case_id
+from bench.metrics import llm_metrics
+from bench.records import Record, ResultsStore
+from bench.workloads import Workload
+
+WORKER_ERROR_TAG = "tritbench-worker-error:"
+
+
+@dataclass
+class ChildOutcome:
+    result: dict | None
+    error: str | None  # None: the child finished normally
+
+
+def describe_failure(returncode: int | None, log: str) -> str:
+    """One line saying how a child ended and the most telling line of what it printed."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    tagged = [ln[len(WORKER_ERROR_TAG) :].strip() for ln in lines if ln.startswith(WORKER_ERROR_TAG)]
+    telling = [ln for ln in lines if any(k in ln for k in ("GGML_ASSERT", "error", "Error", "failed", "abort"))]
+    detail = (tagged or telling or lines or [""])[-1][:300]
+    if returncode is None:
+        how = "child did not finish"
+    elif returncode < 0:
+        try:
+            how = f"child killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"child killed by signal {-returncode}"
+    else:
+        how = f"child exited with code {returncode}"
+    return f"{how}: {detail}" if detail else how
+
+
+def run_child(job: dict, timeout: float) -> ChildOutcome:
+    """Run bench.worker on `job` in its own session (Ctrl-C reaches us, and we stop it)."""
+    with tempfile.TemporaryDirectory(prefix="tritbench-") as tmp:
+        job_path, result_path, log_path = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")
+        job_path.write_text(json.dumps({**job, "result_path": str(result_path)}))
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.worker", str(job_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )
+            try:
+                rc: int | None = proc.wait(timeout=timeout)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                rc, timed_out = None, True
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        result = json.loads(result_path.read_text()) if result_path.exists() else None
+        if timed_out:
+            return ChildOutcome(result, f"timed out after {timeout:g} s")
+        if rc != 0:
+            return ChildOutcome(result, describe_failure(rc, log_path.read_text(errors="replace")))
+        return ChildOutcome(result, None)
+
+
+@dataclass
+class VariantRun:
+    """What has been measured so far for one variant, across rounds."""
+
+    variant: Variant
+    model_info: dict
+    pending: list[Workload]  # workloads still to measure (after --resume)
+    reps: dict[str, list[dict]] = field(default_factory=dict)
+    children: list[dict] = field(default_factory=list)
+    states: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    backend_info: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    written: set[str] = field(default_factory=set)
+
+    def open_workloads(self) -> list[Workload]:
+        return [w for w in self.pending if w.name not in self.written]
+
+
+def reps_per_round(repetitions: int, rounds: int) -> list[int]:
+    base, extra = divmod(repetitions, rounds)
+    return [base + (1 if r < extra else 0) for r in range(rounds)]
+
+
+class Runner:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        runs: list[VariantRun],
+        store: ResultsStore,
+        fingerprint: dict,
+        on_child_done: Callable[[VariantRun], None] = lambda vr: None,
+        on_warning: Callable[[str], None] = lambda msg: None,
+    ):
+        self.cfg, self.runs, self.store, self.fingerprint = cfg, runs, store, fingerprint
+        self.on_child_done, self.on_warning = on_child_done, on_warning
+        self.rounds = cfg.rounds or cfg.repetitions
+        self.records: list[Record] = []
+
+    def child_count(self) -> int:
+        return sum(1 for vr in self.runs if vr.open_workloads()) * self.rounds
+
+    def run(self) -> list[Record]:
+        per_round = reps_per_round(self.cfg.repetitions, self.rounds)
+        try:
+            for r, n_reps in enumerate(per_round):
+                active = [vr for vr in self.runs if vr.open_workloads()]
+                if not active:
+                    break
+                shift = r % len(active)
+                for i, vr in enumerate(active[shift:] + active[:shift]):
+                    self._run_round(vr, r, n_reps, seed=self.cfg.seed * 1_000_003 + r * 1009 + i)
+                    self.on_child_done(vr)
+                    if r == len(per_round) - 1:
+                        self._finish(vr)
+        except KeyboardInterrupt:
+            for vr in self.runs:
+                for w in vr.open_workloads():
+                    got = len(vr.reps.get(w.name, []))
+                    self._write_failed(vr, w, f"interrupted after {got} of {self.cfg.repetitions} repetitions")
+            raise
+        return self.records
+
+    def _run_round(self, vr: VariantRun, r: int, n_reps: int, seed: int) -> None:
+        v = vr.variant
+        state = machine.state()
+        state["round"] = r
+        vr.states.append(state)
+        if v.n_threads > state["idle_cores"] + 0.5:
+            msg = (
+                f"{v.label}: {v.n_threads} threads but only {state['idle_cores']:.1f} idle cores before round "
+                f"{r + 1}: timings may be inflated by other work"
+            )
+            vr.warnings.append(msg)
+            self.on_warning(msg)
+        workloads = vr.open_workloads()
+        job = {
+            "backend": v.backend,
+            "model_path": str(v.model.path),
+            "n_threads": v.n_threads,
+            "options": v.options,
+            "n_ctx": v.n_ctx,
+            "workloads": [w.to_dict() for w in workloads],
+            "warmups": self.cfg.warmups,
+            "reps": n_reps,
+            "seed": seed,
+        }
+        outcome = run_child(job, self.cfg.timeout)
+        result = outcome.result or {}
+        vr.backend_info = result.get("backend_info") or vr.backend_info
+        vr.settings = result.get("settings") or vr.settings
+        if "load_s" in result:
+            vr.children.append({k: result[k] for k in ("load_s", "rss_after_load_bytes", "peak_rss_bytes")})
+        done = result.get("workloads", {})
+        for w in workloads:
+            entry = done.get(w.name)
+            if entry:
+                vr.reps.setdefault(w.name, []).extend(entry["reps"])
+            complete = entry is not None and len(entry["reps"]) == n_reps and not entry["error"]
+            if entry and entry["error"]:
+                self._write_failed(vr, w, entry["error"])
+            elif not complete and outcome.error:
+                self._write_failed(vr, w, outcome.error)
+            elif not complete:
+                self._write_failed(vr, w, "child ended without measuring this test")
+
+    def _finish(self, vr: VariantRun) -> None:
+        for w in vr.open_workloads():
+            reps = vr.reps.get(w.name, [])
+            metrics = llm_metrics(w, reps, vr.children)
+            warnings = list(vr.warnings)
+            if metrics["tokens_per_s"]["unstable"]:
+                warnings.append("unstable: tokens/s IQR above 5 % of the median or an outlier repetition")
+            self._write(vr, w, "ok", None, metrics, warnings)
+
+    def _write_failed(self, vr: VariantRun, w: Workload, error: str) -> None:
+        self._write(vr, w, "failed", error, {"energy": {"source": "unavailable:case failed"}}, list(vr.warnings))
+
+    def _write(self, vr: VariantRun, w: Workload, status: str, error: str | None, metrics: dict, warnings) -> None:
+        v = vr.variant
+        settings = {
+            **vr.settings,
+            "n_threads": vr.settings.get("n_threads", v.n_threads),
+            "requested": {"n_threads": v.n_threads, **v.options},
+            "repetitions": self.cfg.repetitions,
+            "warmups": self.cfg.warmups,
+            "rounds": self.rounds,
+        }
+        first = vr.states[0] if vr.states else {}
+        state = {
+            "loadavg_before": first.get("loadavg"),
+            "idle_cores_before": min((s["idle_cores"] for s in vr.states), default=None),
+            "rounds": vr.states,
+        }
+        rec = Record(
+            run_id=self.store.run_id,
+            case_id=case_id(v, w, vr.model_info.get("sha256")),
+            status=status,
+            error=error,
+            backend={"name": v.backend, **vr.backend_info},
+            model={**vr.model_info, "name": v.model.name, "format": v.model.format},
+            workload=w.to_dict(),
+            settings=settings,
+            metrics=metrics,
+            machine=self.fingerprint,
+            state=state,
+            warnings=warnings,
+        )
+        self.store.append(rec)
+        self.records.append(rec)
+        vr.written.add(w.name)

@@ -1,0 +1,136 @@
+"""The child process that measures one model variant: `python -m bench.worker JOB.json`.
+
+It loads the backend's session once, then for each workload runs warmups and repetitions,
+timing only the backend's prefill/decode calls. After loading and after each workload it
+rewrites its result file, so the parent keeps what was measured even if the backend crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import plugin
+from bench.workloads import Workload
+
+
+def peak_rss_bytes() -> int:
+    # ru_maxrss is in KiB on Linux and in bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def current_rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _write(path: Path, result: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)
+
+
+def _tokens(rng: np.random.Generator, n: int, n_vocab: int, bos: int | None, first: bool) -> list[int]:
+    """A fresh random token trace (a new one every repetition, so no cache can reuse a prefix)."""
+    toks = rng.integers(0, n_vocab, size=n).tolist()
+    if first and bos is not None and toks:
+        toks[0] = bos
+    return toks
+
+
+def expected_counts(w: Workload, n_batch: int) -> tuple[int, int]:
+    """What the backend's counters should say after one repetition: llama.cpp counts a
+    single-token batch as generation and anything larger as prompt."""
+    n_prompt = n_gen = 0
+    if w.n_prompt:
+        sizes = [min(n_batch, w.n_prompt - s) for s in range(0, w.n_prompt, n_batch)]
+        n_prompt += sum(s for s in sizes if s > 1)
+        n_gen += sum(1 for s in sizes if s == 1)
+    return n_prompt, n_gen + w.n_gen
+
+
+def run_repetition(session, w: Workload, rng: np.random.Generator) -> dict:
+    session.reset()
+    if w.depth:
+        session.prefill(_tokens(rng, w.depth, session.n_vocab, session.bos_token, True))
+    session.reset_counters()
+    rep: dict = {}
+    cpu0 = time.process_time()
+    if w.n_prompt:
+        toks = _tokens(rng, w.n_prompt, session.n_vocab, session.bos_token, w.depth == 0)
+        t0 = time.perf_counter_ns()
+        session.prefill(toks)
+        rep["prefill_s"] = (time.perf_counter_ns() - t0) / 1e9
+    if w.n_gen:
+        first = w.depth == 0 and w.n_prompt == 0
+        toks = _tokens(rng, w.n_gen, session.n_vocab, session.bos_token, first)
+        lat = []
+        for tok in toks:
+            t0 = time.perf_counter_ns()
+            session.decode(tok)
+            lat.append((time.perf_counter_ns() - t0) / 1e9)
+        rep["decode_s"] = lat
+    rep["cpu_s"] = time.process_time() - cpu0
+    rep["counters"] = session.counters()
+    return rep
+
+
+def check_counters(rep: dict, expected: tuple[int, int]) -> str | None:
+    """A mismatch means the backend did not do the work we timed (e.g. it reused a cached prefix)."""
+    c = rep["counters"]
+    for key, want in zip(("n_prompt", "n_gen"), expected):
+        got = c.get(key)
+        # llama.cpp reports zero counts as 1 (it clamps them), so a 0 is accepted as 1.
+        if got is not None and got != max(want, 1) and not (want == 0 and got in (0, 1)):
+            return f"backend counted {key}={got} but the test asked for {want}"
+    return None
+
+
+def main(job_path: str) -> int:
+    job = json.loads(Path(job_path).read_text())
+    out = Path(job["result_path"])
+    result: dict = {"workloads": {}, "error": None}
+    backend = plugin.load(job["backend"])()
+    result["backend_info"] = backend.info()
+    t0 = time.perf_counter()
+    session = backend.open(job["model_path"], job["n_threads"], job["options"], job["n_ctx"])
+    result["load_s"] = time.perf_counter() - t0
+    result["rss_after_load_bytes"] = current_rss_bytes()
+    result["settings"] = session.effective_settings()
+    result["peak_rss_bytes"] = peak_rss_bytes()
+    _write(out, result)
+    rng = np.random.default_rng(job["seed"])
+    n_batch = result["settings"].get("n_batch", 1 << 30)
+    for wd in job["workloads"]:
+        w = Workload.from_dict(wd)
+        entry: dict = {"reps": [], "error": None}
+        result["workloads"][w.name] = entry
+        for _ in range(job["warmups"]):
+            run_repetition(session, w, rng)
+        for _ in range(job["reps"]):
+            rep = run_repetition(session, w, rng)
+            entry["reps"].append(rep)
+            problem = check_counters(rep, expected_counts(w, n_batch))
+            if problem:
+                entry["error"] = problem
+                break
+        result["peak_rss_bytes"] = peak_rss_bytes()
+        _write(out, result)
+    session.close()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1]))
+    except Exception as exc:  # reported to the parent through stderr and the exit code
+        print(f"tritbench-worker-error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(3)
