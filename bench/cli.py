@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -92,23 +92,23 @@ def _ensure_models(variants) -> dict[str, dict]:
 
 @app.command()
 def run(
-    suite: Annotated[Optional[Path], typer.Argument(help="Suite TOML file (default: the built-in suite)")] = None,
-    backends: Annotated[Optional[str], typer.Option("-b", "--backends", help="Backends, comma-separated")] = None,
-    models: Annotated[Optional[str], typer.Option("-m", "--models", help="Presets or GGUF paths")] = None,
-    formats: Annotated[Optional[str], typer.Option("-f", "--formats", help="f16,q8_0,q4_0,tq1_0,tq2_0")] = None,
-    n_prompt: Annotated[Optional[str], typer.Option("-p", "--n-prompt", help="Prompt lengths (pp tests)")] = None,
-    n_gen: Annotated[Optional[str], typer.Option("-n", "--n-gen", help="Generation lengths (tg tests)")] = None,
-    pg: Annotated[Optional[list[str]], typer.Option("--pg", help="N_PROMPT,N_GEN (repeatable)")] = None,
-    depth: Annotated[Optional[str], typer.Option("-d", "--depth", help="KV cache depths")] = None,
-    threads: Annotated[Optional[str], typer.Option("-t", "--threads", help="Thread counts")] = None,
-    repetitions: Annotated[Optional[int], typer.Option("-r", "--repetitions", help="Repetitions per case")] = None,
-    warmups: Annotated[Optional[int], typer.Option("--warmups", help="Warmup runs per child")] = None,
-    rounds: Annotated[Optional[int], typer.Option("--rounds", help="Rounds the repetitions are split over")] = None,
-    opt: Annotated[Optional[list[str]], typer.Option("--opt", help="Backend option NAME=V1,V2 (repeatable)")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Results folder")] = None,
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="md, csv, json or jsonl")] = None,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds before a child is killed")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the random token traces")] = None,
+    suite: Annotated[Path | None, typer.Argument(help="Suite TOML file (default: the built-in suite)")] = None,
+    backends: Annotated[str | None, typer.Option("-b", "--backends", help="Backends, comma-separated")] = None,
+    models: Annotated[str | None, typer.Option("-m", "--models", help="Presets or GGUF paths")] = None,
+    formats: Annotated[str | None, typer.Option("-f", "--formats", help="f16,q8_0,q4_0,tq1_0,tq2_0")] = None,
+    n_prompt: Annotated[str | None, typer.Option("-p", "--n-prompt", help="Prompt lengths (pp tests)")] = None,
+    n_gen: Annotated[str | None, typer.Option("-n", "--n-gen", help="Generation lengths (tg tests)")] = None,
+    pg: Annotated[list[str] | None, typer.Option("--pg", help="N_PROMPT,N_GEN (repeatable)")] = None,
+    depth: Annotated[str | None, typer.Option("-d", "--depth", help="KV cache depths")] = None,
+    threads: Annotated[str | None, typer.Option("-t", "--threads", help="Thread counts")] = None,
+    repetitions: Annotated[int | None, typer.Option("-r", "--repetitions", help="Repetitions per case")] = None,
+    warmups: Annotated[int | None, typer.Option("--warmups", help="Warmup runs per child")] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", help="Rounds the repetitions are split over")] = None,
+    opt: Annotated[list[str] | None, typer.Option("--opt", help="Backend option NAME=V1,V2 (repeatable)")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Results folder")] = None,
+    output: Annotated[str | None, typer.Option("-o", "--output", help="md, csv, json or jsonl")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds before a child is killed")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the random token traces")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the latest run in --out")] = False,
 ) -> None:
     """Run backends over models and tests; write one JSON record per case under --out."""
@@ -132,7 +132,10 @@ def run(
     skipped = sum(len(v.workloads) for v in variants) - sum(len(r.pending) for r in runs)
     if skipped:
         err.print(f"resuming {store.path}: {skipped} finished cases skipped")
-    runner = Runner(cfg, runs, store, machine.fingerprint(), on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}"))
+    def warn(msg: str) -> None:
+        err.print(f"[yellow]warning:[/] {msg}", soft_wrap=True)
+
+    runner = Runner(cfg, runs, store, machine.fingerprint(), on_warning=warn)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=err, transient=True) as progress:

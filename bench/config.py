@@ -153,10 +153,11 @@ class Variant:
     n_threads: int
     options: dict
     workloads: list[Workload]
+    swept: tuple[str, ...] = ()  # option names the user set, shown in labels
 
     @property
     def label(self) -> str:
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        opts = ",".join(f"{k}={self.options[k]}" for k in self.swept)
         return f"{self.backend}/{self.model.name}/{self.model.format}/t{self.n_threads}" + (f"/{opts}" if opts else "")
 
     @property
@@ -185,7 +186,7 @@ def _backend_option_sets(backend_cls: type, options: dict[str, list]) -> list[di
     values = [
         [spec[n].parse(n, v) for v in options[n]] if n in options else [spec[n].default] for n in names
     ]
-    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
@@ -211,5 +212,6 @@ def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
         for ref in dict.fromkeys(cfg.models):
             for model in resolve_model(ref, list(dict.fromkeys(cfg.formats))):
                 for t, opts in itertools.product(threads, opt_sets):
-                    variants.append(Variant(name, model, t, opts, list(workloads)))
+                    swept = tuple(k for k in opts if k in cfg.options)
+                    variants.append(Variant(name, model, t, opts, list(workloads), swept))
     return variants

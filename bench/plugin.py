@@ -7,13 +7,16 @@ that listing and validating backends stays cheap and a broken runtime fails insi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar, Protocol
 
 from bench.errors import ConfigError
 
 GROUP = "tritbench.backends"
+# Extra backends without packaging: TRITBENCH_PLUGINS="name=module:Class,other=pkg.mod:Other".
+PLUGINS_ENV = "TRITBENCH_PLUGINS"
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,14 @@ class Backend(Protocol):
 
 
 def available() -> dict[str, Any]:
-    """Backend name -> entry point, for every installed backend."""
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    """Backend name -> entry point, for every installed backend and every one named in TRITBENCH_PLUGINS."""
+    eps: dict[str, Any] = {ep.name: ep for ep in entry_points(group=GROUP)}
+    for item in filter(None, (t.strip() for t in os.environ.get(PLUGINS_ENV, "").split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or ":" not in target:
+            raise ConfigError(f"{PLUGINS_ENV}: expected NAME=MODULE:CLASS, got '{item}'")
+        eps[name.strip()] = EntryPoint(name.strip(), target.strip(), GROUP)
+    return eps
 
 
 def load(name: str) -> type:

@@ -86,7 +86,7 @@ def run_repetition(session, w: Workload, rng: np.random.Generator) -> dict:
 def check_counters(rep: dict, expected: tuple[int, int]) -> str | None:
     """A mismatch means the backend did not do the work we timed (e.g. it reused a cached prefix)."""
     c = rep["counters"]
-    for key, want in zip(("n_prompt", "n_gen"), expected):
+    for key, want in zip(("n_prompt", "n_gen"), expected, strict=True):
         got = c.get(key)
         # llama.cpp reports zero counts as 1 (it clamps them), so a 0 is accepted as 1.
         if got is not None and got != max(want, 1) and not (want == 0 and got in (0, 1)):

@@ -1,0 +1,38 @@
+# Set-up and the two jobs a new user needs: `make run` (the default benchmark suite) and `make test`.
+# Everything installs into .venv; llama-cpp-python compiles llama.cpp from source once (5-10 min on
+# 2 cores), after which pip's wheel cache makes reinstalls take seconds.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tritbench-installed
+# The multimodal library is of no use to a benchmark and doubles the build time.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: run test install lint clean
+
+run: $(STAMP)
+	$(BIN)/bench run $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "python3 -m venv failed: installing Debian's python3-venv"; \
+	    apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv --clear $(VENV); \
+	  else \
+	    echo "error: python3 -m venv failed; install python3-venv (sudo apt-get install python3-venv)"; exit 1; \
+	  fi; }
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info
