@@ -149,7 +149,13 @@ def run(
     except KeyboardInterrupt:
         err.print(f"interrupted: finished cases are kept in {store.path}; `bench run ... --resume` continues")
         raise typer.Exit(130) from None
+    # Print in plan order (variants as listed, tests as listed), not in the interleaved finishing order.
+    order = {
+        case_id(vr.variant, w, vr.model_info.get("sha256")): i
+        for i, (vr, w) in enumerate((vr, w) for vr in runs for w in vr.variant.workloads)
+    }
     shown = store.records() if resume else [r.to_dict() for r in records]
+    shown.sort(key=lambda r: order.get(r["case_id"], len(order)))
     sys.stdout.write(render(shown, cfg.output))
     err.print(f"results: {store.path}")
     if any(r.status != "ok" for r in records):

@@ -1,0 +1,109 @@
+"""What a user sees on bad input: one line naming the problem, exit code 2, no traceback, no results file."""
+
+import pytest
+
+from .conftest import run_bench
+
+
+def assert_clean_error(proc, fragment, out_dir=None):
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("bench: error:") and fragment in lines[0], lines[0]
+    if out_dir is not None:
+        assert not out_dir.exists() or not any(out_dir.iterdir()), "a results file was left behind"
+
+
+def gguf_truncated(src, dst, keep):
+    dst.write_bytes(src.read_bytes()[:keep])
+    return dst
+
+
+@pytest.fixture()
+def bad_files(tmp_path, tiny_models):
+    src = tiny_models["tq2_0"]
+    size = src.stat().st_size
+    zip_like = tmp_path / "model.gguf"
+    zip_like.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    return {
+        "missing": (tmp_path / "nope.gguf", "model file not found"),
+        "not gguf": (zip_like, "not a GGUF file"),
+        "empty": (gguf_truncated(src, tmp_path / "empty.gguf", 0), "GGUF"),
+        "cut header": (gguf_truncated(src, tmp_path / "h.gguf", 12), "truncated"),
+        "cut data": (gguf_truncated(src, tmp_path / "d.gguf", size - 1000), "truncated"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "not gguf", "empty", "cut header", "cut data"])
+def test_bad_model_files(case, bad_files, tb_home, tmp_path):
+    path, fragment = bad_files[case]
+    out = tmp_path / "out"
+    proc = run_bench(["run", "-m", str(path), "-p", "8", "-n", "4", "--out", str(out)], tb_home)
+    assert_clean_error(proc, fragment, out)
+    info = run_bench(["models", "info", str(path)], tb_home)
+    assert_clean_error(info, fragment)
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["-m", "hugee"], "unknown model 'hugee'"),
+        (["-b", "nope"], "unknown backend 'nope'"),
+        (["-f", "q5_k"], "has no format 'q5_k'"),
+        (["-p", "-5"], "n_prompt must be >= 0"),
+        (["-n", "x"], "-n takes comma-separated integers"),
+        (["-t", "0"], "threads must be >= 1"),
+        (["-r", "0"], "repetitions must be >= 1"),
+        (["--pg", "1,2,3"], "--pg takes N_PROMPT,N_GEN"),
+        (["--opt", "n_batch"], "--opt takes NAME=VALUE"),
+        (["--opt", "nbatch=3"], "unknown option 'nbatch'"),
+        (["-o", "xml"], "unknown output format 'xml'"),
+        (["-p", "0", "-n", "0"], "no test to run"),
+    ],
+)
+def test_bad_arguments(args, fragment, tb_home, tmp_path):
+    out = tmp_path / "out"
+    proc = run_bench(["run", "-m", "tiny", *args, "--out", str(out)] if "-m" not in args
+                     else ["run", *args, "--out", str(out)], tb_home)
+    assert_clean_error(proc, fragment, out)
+
+
+def test_bad_suite_files(tb_home, tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text('models = ["tiny"]\nrepetiions = 3\n')
+    assert_clean_error(run_bench(["run", str(suite), "--out", str(tmp_path / "o")], tb_home),
+                       "unknown key 'repetiions'", tmp_path / "o")
+    suite.write_text('models = ["tiny"\n')
+    assert_clean_error(run_bench(["run", str(suite)], tb_home), "invalid TOML")
+    assert_clean_error(run_bench(["run", str(tmp_path / "absent.toml")], tb_home), "suite file not found")
+
+
+def test_usage_errors_exit_2(tb_home):
+    proc = run_bench(["run", "--no-such-flag"], tb_home)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_resume_without_a_run(tb_home, tmp_path):
+    proc = run_bench(["run", "-m", "tiny", "--resume", "--out", str(tmp_path / "empty")], tb_home)
+    assert_clean_error(proc, "no run to resume")
+
+
+def test_models_commands(tb_home, tiny_models):
+    listing = run_bench(["models", "list"], tb_home)
+    assert listing.returncode == 0
+    for preset in ("tiny", "small", "medium", "1b", "3b"):
+        assert preset in listing.stdout
+    synth = run_bench(["models", "synth", "tiny", "-f", "tq1_0,tq2_0"], tb_home)
+    assert synth.returncode == 0
+    paths = [ln.split("\t")[2] for ln in synth.stdout.splitlines()]
+    assert paths == [str(tiny_models["tq1_0"]), str(tiny_models["tq2_0"])]
+    info = run_bench(["models", "info", str(tiny_models["tq1_0"]), "--json"], tb_home)
+    assert info.returncode == 0
+    assert '"format": "tq1_0"' in info.stdout and '"bits_per_weight": 1.6875' in info.stdout
+
+
+def test_list_backends(tb_home):
+    proc = run_bench(["list", "backends"], tb_home)
+    assert proc.returncode == 0
+    assert "llamacpp" in proc.stdout and "tq1_0" in proc.stdout and "n_batch" in proc.stdout

@@ -1,0 +1,89 @@
+import json
+
+import pytest
+
+from bench.errors import BenchError
+from bench.metrics import llm_metrics
+from bench.output import render, speedups_over_f16
+from bench.records import SCHEMA, Record, ResultsStore, load_results, read_records
+from bench.workloads import Workload
+
+
+def record(fmt="f16", tps=100.0, status="ok", test="tg4", **kw):
+    w = Workload.parse(test)
+    metrics = {"tokens_per_s": {"median": tps, "mean": tps, "sd": 1.0, "unstable": False, "samples": [tps]},
+               "peak_rss_bytes": 1 << 20} if status == "ok" else {}
+    return Record(run_id="r", case_id=f"{fmt}-{test}", status=status, error=None if status == "ok" else "boom",
+                  backend={"name": "llamacpp", "version": "1"},
+                  model={"name": "tiny", "format": fmt, "n_params": 2_000_000, "file_bytes": 3 << 20},
+                  workload=w.to_dict(), settings={"n_threads": 2, "requested": {"n_threads": 2}},
+                  metrics=metrics, machine={"arch": "x86_64"}, **kw)
+
+
+def test_metrics_from_repetitions():
+    w = Workload("pg", 10, 4, 0)
+    reps = [{"prefill_s": 0.1, "decode_s": [0.05] * 4, "cpu_s": 0.2,
+             "counters": {"prompt_ms": 100.0, "gen_ms": 200.0}} for _ in range(3)]
+    children = [{"load_s": 0.5, "peak_rss_bytes": 10, "rss_after_load_bytes": 8},
+                {"load_s": 0.7, "peak_rss_bytes": 12, "rss_after_load_bytes": 9}]
+    m = llm_metrics(w, reps, children)
+    assert m["tokens_per_s"]["median"] == pytest.approx(14 / 0.3)
+    assert m["prompt_tokens_per_s"]["median"] == pytest.approx(100.0)
+    assert m["gen_tokens_per_s"]["median"] == pytest.approx(20.0)
+    assert m["ttft_ms"]["median"] == pytest.approx(100.0)
+    assert m["token_latency_ms"]["samples"] == pytest.approx([50.0] * 12)
+    assert m["backend_timings"]["wall_over_backend"] == pytest.approx(1.0)
+    assert m["peak_rss_bytes"] == 12 and m["rss_after_load_bytes"] == 9
+    assert m["load_ms"]["samples"] == pytest.approx([500.0, 700.0])
+    assert m["energy"]["source"].startswith("unavailable:")
+
+
+def test_store_round_trip_and_resume_ids(tmp_path):
+    store = ResultsStore.create(tmp_path)
+    assert not store.path.exists()  # nothing is written before the first case ends
+    store.append(record("f16"))
+    store.append(record("tq2_0", status="failed"))
+    again = ResultsStore.latest(tmp_path)
+    assert again.path == store.path and again.run_id == store.run_id
+    assert again.finished_case_ids() == {"f16-tg4"}
+    rec = Record.from_dict(again.records()[0])
+    assert rec.schema == SCHEMA and rec.model["format"] == "f16"
+
+
+def test_a_line_cut_by_a_crash_is_skipped_but_other_garbage_is_an_error(tmp_path):
+    path = tmp_path / "run-x.jsonl"
+    good = json.dumps(record().to_dict())
+    path.write_text(good + "\n" + good[:40])
+    assert len(read_records([path])) == 1
+    path.write_text(good[:40] + "\n" + good + "\n")
+    with pytest.raises(BenchError, match="not a JSON record"):
+        read_records([path])
+    path.write_text(json.dumps({"schema": "other"}) + "\n")
+    with pytest.raises(BenchError, match="not a tritbench.result/1 record"):
+        read_records([path])
+    with pytest.raises(BenchError, match="no such results file"):
+        read_records([tmp_path / "missing.jsonl"])
+
+
+def test_load_results_flattens(tmp_path):
+    store = ResultsStore.create(tmp_path)
+    for fmt, tps in (("f16", 100.0), ("tq2_0", 180.0)):
+        store.append(record(fmt, tps))
+    df = load_results(tmp_path)
+    assert list(df["model.format"]) == ["f16", "tq2_0"]
+    assert list(df["metrics.tokens_per_s.median"]) == [100.0, 180.0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert load_results(empty).empty
+
+
+def test_speedups_and_table():
+    recs = [record("f16", 100.0).to_dict(), record("tq2_0", 180.0).to_dict(), record("q4_0", status="failed").to_dict(),
+            record("tq1_0", 50.0, test="pp8").to_dict()]
+    assert speedups_over_f16(recs) == {0: 1.0, 1: pytest.approx(1.8)}  # pp8 has no F16 baseline
+    md = render(recs, "md")
+    assert "1.80x" in md and "failed" in md and "- tiny q4_0 tg4: boom" in md
+    csv = render(recs, "csv")
+    assert csv.splitlines()[0].count("metrics.tokens_per_s.median") == 1 and "samples" not in csv
+    assert len(render(recs, "jsonl").splitlines()) == 4
+    assert json.loads(render(recs, "json"))[1]["model"]["format"] == "tq2_0"
