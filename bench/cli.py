@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -29,6 +30,11 @@ app.add_typer(models_app, name="models")
 app.add_typer(list_app, name="list")
 
 err = Console(stderr=True)
+
+
+def _stdout() -> Console:
+    # Piped output gets room for a full table rather than rich's 80-column fallback.
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -167,11 +173,14 @@ def models_list() -> None:
     """Show the synthetic model presets."""
     from models import PRESETS
 
-    table = Table("preset", "arch", "params", "hidden", "layers", "ffn", "heads", "kv heads", "vocab", "ctx")
+    table = Table(box=box.SIMPLE, padding=(0, 1), pad_edge=False)
+    table.add_column("preset", no_wrap=True)
+    for col in ("arch", "params", "hidden", "layers", "ffn", "heads", "kv", "vocab", "ctx"):
+        table.add_column(col)
     for name, s in PRESETS.items():
-        table.add_row(name, s.arch, f"{s.n_params() / 1e6:.1f} M", str(s.hidden), str(s.layers), str(s.ffn),
+        table.add_row(name, s.arch, f"{s.n_params() / 1e6:.0f}M", str(s.hidden), str(s.layers), str(s.ffn),
                       str(s.heads), str(s.kv_heads), str(s.vocab), str(s.n_ctx))
-    Console().print(table)
+    _stdout().print(table)
 
 
 @models_app.command("synth")
@@ -210,22 +219,24 @@ def models_info(
     table = Table("field", "value", show_header=False)
     for k, v in info.items():
         table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-    Console().print(table)
+    _stdout().print(table)
 
 
 @list_app.command("backends")
 def list_backends() -> None:
     """Installed backends with their formats, tests and options."""
-    table = Table("backend", "formats", "tests", "options")
+    backends = Table("backend", "formats", "tests", box=box.SIMPLE, padding=(0, 1), pad_edge=False)
+    options = Table("backend", "option", "default", "meaning", box=box.SIMPLE, padding=(0, 1), pad_edge=False)
     for name in sorted(plugin.available()):
         try:
             cls = plugin.load(name)
         except ConfigError as exc:
-            table.add_row(name, "", "", f"[red]{exc}[/]")
+            backends.add_row(name, f"[red]{exc}[/]", "")
             continue
-        opts = "\n".join(f"{k} (default {o.default}): {o.help}" for k, o in cls.options.items())
-        table.add_row(name, ", ".join(cls.formats), ", ".join(cls.workload_kinds), opts)
-    Console().print(table)
+        backends.add_row(name, ", ".join(cls.formats), ", ".join(cls.workload_kinds))
+        for key, o in cls.options.items():
+            options.add_row(name, key, "auto" if o.default is None else str(o.default), o.help)
+    _stdout().print(backends, options)
 
 
 def main() -> None:
