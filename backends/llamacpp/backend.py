@@ -98,9 +98,8 @@ class LlamaCppSession:
         cparams.n_ubatch = options["n_ubatch"]
         cparams.n_threads = n_threads
         cparams.n_threads_batch = options["threads_batch"] or n_threads
-        cparams.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if options["flash_attn"] else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
+        fa_on, fa_off = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED, llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cparams.flash_attn_type = fa_on if options["flash_attn"] else fa_off
         cparams.no_perf = False
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
         if not self.ctx:
@@ -115,18 +114,18 @@ class LlamaCppSession:
         self.n_batch = llama_cpp.llama_n_batch(self.ctx)
 
     def effective_settings(self) -> dict:
-        l, ctx = self._l, self.ctx
+        lib, ctx = self._l, self.ctx
         return {
-            "n_threads": l.llama_n_threads(ctx),
-            "n_threads_batch": l.llama_n_threads_batch(ctx),
-            "n_ctx": l.llama_n_ctx(ctx),
-            "n_batch": l.llama_n_batch(ctx),
-            "n_ubatch": l.llama_n_ubatch(ctx),
+            "n_threads": lib.llama_n_threads(ctx),
+            "n_threads_batch": lib.llama_n_threads_batch(ctx),
+            "n_ctx": lib.llama_n_ctx(ctx),
+            "n_batch": lib.llama_n_batch(ctx),
+            "n_ubatch": lib.llama_n_ubatch(ctx),
             "flash_attn": self._flash_attn,
-            "mmap": self._load_mode == l.LLAMA_LOAD_MODE_MMAP,
-            "load_mode": (l.llama_load_mode_name(self._load_mode) or b"").decode(),
-            "model_size_bytes": l.llama_model_size(self.model),
-            "model_n_params": l.llama_model_n_params(self.model),
+            "mmap": self._load_mode == lib.LLAMA_LOAD_MODE_MMAP,
+            "load_mode": (lib.llama_load_mode_name(self._load_mode) or b"").decode(),
+            "model_size_bytes": lib.llama_model_size(self.model),
+            "model_n_params": lib.llama_model_n_params(self.model),
         }
 
     def reset(self) -> None:
