@@ -106,4 +106,5 @@ def test_describe_failure():
     assert describe_failure(-6, log) == "child killed by SIGABRT: some/file.c:12: GGML_ASSERT(x) failed"
     assert describe_failure(-11, "") == "child killed by SIGSEGV"
     tagged = "noise\ntritbench-worker-error: RuntimeError: llama.cpp could not load the model: x\n"
-    assert describe_failure(3, tagged) == "child exited with code 3: RuntimeError: llama.cpp could not load the model: x"
+    expected = "child exited with code 3: RuntimeError: llama.cpp could not load the model: x"
+    assert describe_failure(3, tagged) == expected
