@@ -1,0 +1,71 @@
+"""resolve_model(): turn a user's model reference (preset name or GGUF path) into concrete variants."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+from .gguf_info import read_model_info
+from .presets import PRESETS
+from .spec import ModelSpec
+from .synth import check_format, model_path, synthesize
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """One model file to benchmark: a preset in one format (spec set) or a user's GGUF file (spec None)."""
+
+    name: str
+    format: str
+    path: Path
+    spec: ModelSpec | None = None
+
+    def exists(self) -> bool:
+        """True if the file is already on disk."""
+        return self.path.is_file()
+
+    def ensure(self) -> Path:
+        """The file's path, synthesizing it first for a preset; ModelError if a user's file is gone."""
+        if self.exists():
+            return self.path
+        if self.spec is None:
+            raise ModelError(f"model file not found: {self.path}")
+        # model_path() puts files at <cache>/<name>-<hash>/<file>, so the cache root is two levels up.
+        return synthesize(self.spec, self.format, cache=self.path.parent.parent)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: name, format, path and the spec (or None)."""
+        spec = self.spec.to_dict() if self.spec is not None else None
+        return {"name": self.name, "format": self.format, "path": str(self.path), "spec": spec}
+
+
+def resolve_model(ref: str, formats: list[str], cache: Path | None = None) -> list[ModelVariant]:
+    """Variants for ref: one per format for a preset name, or the one GGUF file ref points to.
+
+    A preset name wins over a same-named file; a file's format is read from the file and formats is
+    ignored. Nothing is synthesized here: call ModelVariant.ensure() when the file is needed.
+    """
+    key = ref.strip().lower()
+    if key in PRESETS:
+        return _preset_variants(PRESETS[key], formats, cache)
+    if _looks_like_path(ref):
+        info = read_model_info(ref)
+        return [ModelVariant(info.name, info.format, Path(info.path), None)]
+    raise ModelError(f"unknown model {ref!r}: not a preset ({', '.join(PRESETS)}) and no such file")
+
+
+def _preset_variants(spec: ModelSpec, formats: list[str], cache: Path | None) -> list[ModelVariant]:
+    if isinstance(formats, str):
+        formats = [formats]  # a bare "tq2_0" would otherwise be split into characters
+    fmts = list(dict.fromkeys(check_format(fmt) for fmt in formats))
+    if not fmts:
+        raise ModelError(f"no formats given for model preset '{spec.name}'")
+    return [ModelVariant(spec.name, fmt, model_path(spec, fmt, cache), spec) for fmt in fmts]
+
+
+def _looks_like_path(ref: str) -> bool:
+    # os.path.exists() is False (never raises) for names the file system rejects.
+    return "/" in ref or os.sep in ref or ref.lower().endswith(".gguf") or os.path.exists(ref)
