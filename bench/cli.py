@@ -81,6 +81,7 @@ def _ensure_models(variants) -> dict[str, dict]:
     from models.synth import synthesize_many
 
     missing: dict = {}
+    variants = [v for v in variants if not v.is_kernel]
     for v in variants:
         if v.model.spec is not None and not v.model.exists():
             missing.setdefault(v.model.spec, set()).add(v.model.format)
@@ -96,6 +97,17 @@ def _ensure_models(variants) -> dict[str, dict]:
     return infos
 
 
+def _probe_bandwidth(variants) -> dict[int, dict]:
+    """Read bandwidth at each thread count kernel variants use, measured now, in this session."""
+    from bench.bandwidth import read_bandwidth
+
+    out: dict[int, dict] = {}
+    for t in sorted({v.n_threads for v in variants if v.is_kernel}):
+        with err.status(f"probing read bandwidth with {t} thread(s)..."):
+            out[t] = read_bandwidth(t)
+    return out
+
+
 @app.command()
 def run(
     suite: Annotated[Path | None, typer.Argument(help="Suite TOML file (default: the built-in suite)")] = None,
@@ -106,6 +118,10 @@ def run(
     n_gen: Annotated[str | None, typer.Option("-n", "--n-gen", help="Generation lengths (tg tests)")] = None,
     pg: Annotated[list[str] | None, typer.Option("--pg", help="N_PROMPT,N_GEN (repeatable)")] = None,
     depth: Annotated[str | None, typer.Option("-d", "--depth", help="KV cache depths")] = None,
+    workloads: Annotated[str | None, typer.Option("-w", "--workloads", help="pp,tg,pg and/or gemv,gemm")] = None,
+    shapes: Annotated[str | None, typer.Option("-s", "--shapes", help="Kernel shapes KxN or presets")] = None,
+    rows: Annotated[str | None, typer.Option("-M", help="Kernel activation rows (gemm: M >= 2)")] = None,
+    cache: Annotated[str | None, typer.Option("--cache", help="Kernel weights: cold, hot")] = None,
     threads: Annotated[str | None, typer.Option("-t", "--threads", help="Thread counts")] = None,
     repetitions: Annotated[int | None, typer.Option("-r", "--repetitions", help="Repetitions per case")] = None,
     warmups: Annotated[int | None, typer.Option("--warmups", help="Warmup runs per child")] = None,
@@ -122,6 +138,7 @@ def run(
         "backends": _split(backends), "models": _split(models), "formats": _split(formats),
         "n_prompt": _ints(n_prompt, "-p"), "n_gen": _ints(n_gen, "-n"), "pg": _pairs(pg),
         "depth": _ints(depth, "-d"), "threads": _ints(threads, "-t"), "repetitions": repetitions,
+        "workloads": _split(workloads), "shapes": _split(shapes), "M": _ints(rows, "-M"), "cache": _split(cache),
         "warmups": warmups, "rounds": rounds, "options": _options(opt), "out": out, "output": output,
         "timeout": timeout, "seed": seed,
     }
@@ -132,7 +149,7 @@ def run(
     finished = store.finished_case_ids() if resume else set()
     runs = []
     for v in variants:
-        info = infos[str(v.model.path)]
+        info = {} if v.is_kernel else infos[str(v.model.path)]
         pending = [w for w in v.workloads if case_id(v, w, info.get("sha256")) not in finished]
         runs.append(VariantRun(v, info, pending))
     skipped = sum(len(v.workloads) for v in variants) - sum(len(r.pending) for r in runs)
@@ -141,7 +158,8 @@ def run(
     def warn(msg: str) -> None:
         err.print(f"[yellow]warning:[/] {msg}", soft_wrap=True)
 
-    runner = Runner(cfg, runs, store, machine.fingerprint(), on_warning=warn)
+    bandwidth = _probe_bandwidth(variants)
+    runner = Runner(cfg, runs, store, machine.fingerprint(), on_warning=warn, read_bandwidth=bandwidth)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=err, transient=True) as progress:

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import plugin
 from bench.errors import ConfigError
-from bench.workloads import Workload, llm_workloads
+from bench.workloads import KINDS, LLM_KINDS, Workload, kernel_workloads, llm_workloads, shapes_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,6 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 OUTPUTS = ("md", "csv", "json", "jsonl")
+CACHE_MODES = ("cold", "hot")
 
 
 @dataclass
@@ -38,6 +39,10 @@ class RunConfig:
     n_gen: list[int] = field(default_factory=lambda: [64])
     pg: list[list[int]] = field(default_factory=list)
     depth: list[int] = field(default_factory=lambda: [0])
+    workloads: list[str] = field(default_factory=lambda: list(LLM_KINDS))
+    shapes: list[str] = field(default_factory=lambda: ["7b"])  # kernel tests: KxN or a preset's layers
+    M: list[int] = field(default_factory=lambda: [1, 8, 64])  # kernel tests: activation rows (gemm: M >= 2)
+    cache: list[str] = field(default_factory=lambda: ["cold"])  # kernel tests: weights from DRAM or cache
     threads: list[int] = field(default_factory=list)  # empty: physical cores
     repetitions: int = 5
     warmups: int = 2
@@ -64,17 +69,41 @@ class RunConfig:
         for pair in self.pg:
             if len(pair) != 2:
                 raise ConfigError(f"a pg test needs two numbers (n_prompt, n_gen), got {pair}")
+        for kind in self.workloads:
+            if kind not in KINDS:
+                raise ConfigError(f"unknown workload '{kind}' (known: {', '.join(KINDS)})")
+        for mode in self.cache:
+            if mode not in CACHE_MODES:
+                raise ConfigError(f"unknown cache mode '{mode}' (known: {', '.join(CACHE_MODES)})")
+        for m in self.M:
+            if m < 1:
+                raise ConfigError(f"M must be >= 1, got {m}")
         if self.output not in OUTPUTS:
             raise ConfigError(f"unknown output format '{self.output}' (known: {', '.join(OUTPUTS)})")
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}")
 
-    def workloads(self) -> list[Workload]:
-        return llm_workloads(self.n_prompt, self.n_gen, [tuple(p) for p in self.pg], self.depth)
+    def tests(self) -> list[Workload]:
+        """Every test asked for: llama-bench-style ones if pp/tg/pg are among `workloads`
+        (driven by n_prompt, n_gen, pg and depth), kernel ones if gemv/gemm are."""
+        kinds = list(dict.fromkeys(self.workloads))
+        out: list[Workload] = []
+        llm_kinds = [k for k in kinds if k in LLM_KINDS]
+        if llm_kinds:
+            tests = llm_workloads(self.n_prompt, self.n_gen, [tuple(p) for p in self.pg], self.depth)
+            out += [w for w in tests if w.kind in llm_kinds]
+            if not out:
+                raise ConfigError(f"no {'/'.join(llm_kinds)} test: set -p, -n or --pg")
+        kernel_kinds = [k for k in kinds if k not in LLM_KINDS]
+        if kernel_kinds:
+            out += kernel_workloads(kernel_kinds, shapes_of(self.shapes), self.M)
+        if not out:
+            raise ConfigError("no test to run")
+        return out
 
 
-_LIST_INT = {"n_prompt", "n_gen", "depth", "threads"}
-_LIST_STR = {"backends", "models", "formats"}
+_LIST_INT = {"n_prompt", "n_gen", "depth", "threads", "M"}
+_LIST_STR = {"backends", "models", "formats", "workloads", "shapes", "cache"}
 _SCALAR = {"repetitions": int, "warmups": int, "rounds": int, "out": str, "output": str, "timeout": float, "seed": int}
 
 
@@ -144,25 +173,44 @@ def make_config(suite: dict, overrides: dict) -> RunConfig:
     return cfg
 
 
+@dataclass(frozen=True)
+class KernelWeights:
+    """What a kernel variant multiplies by: seeded ternary matrices in one format (no model file)."""
+
+    format: str
+    name: str = "ternary-matrix"
+    path: None = None
+    spec: None = None
+
+    def exists(self) -> bool:
+        return True
+
+
 @dataclass
 class Variant:
-    """One loaded model in one backend with fixed settings; it runs several workloads."""
+    """One backend with one model file (or kernel weight format) and fixed settings; it runs several workloads."""
 
     backend: str
-    model: Any  # models.ModelVariant
+    model: Any  # models.ModelVariant, or KernelWeights for kernel tests
     n_threads: int
     options: dict
     workloads: list[Workload]
     swept: tuple[str, ...] = ()  # option names the user set, shown in labels
+    cache: str | None = None  # kernel tests only
+
+    @property
+    def is_kernel(self) -> bool:
+        return isinstance(self.model, KernelWeights)
 
     @property
     def label(self) -> str:
         opts = ",".join(f"{k}={self.options[k]}" for k in self.swept)
-        return f"{self.backend}/{self.model.name}/{self.model.format}/t{self.n_threads}" + (f"/{opts}" if opts else "")
+        head = f"{self.backend}/{self.model.name}/{self.model.format}/t{self.n_threads}"
+        return head + (f"/{self.cache}" if self.cache else "") + (f"/{opts}" if opts else "")
 
     @property
     def n_ctx(self) -> int:
-        return max(w.n_tokens for w in self.workloads)
+        return max((w.n_tokens for w in self.workloads), default=0)
 
 
 def case_id(variant: Variant, workload: Workload, model_sha256: str | None) -> str:
@@ -175,6 +223,7 @@ def case_id(variant: Variant, workload: Workload, model_sha256: str | None) -> s
         "n_threads": variant.n_threads,
         "options": variant.options,
         "workload": workload.name,
+        "cache": variant.cache,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -190,28 +239,53 @@ def _backend_option_sets(backend_cls: type, options: dict[str, list]) -> list[di
 
 
 def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
-    """Expand the config into variants, checking every name before anything runs."""
+    """Expand the config into variants, checking every name before anything runs.
+
+    Each backend runs the requested tests and formats it supports; a test kind or format that no
+    selected backend supports, or a backend that supports none of them, is an error.
+    """
     from models import resolve_model
 
-    workloads = cfg.workloads()
+    tests = cfg.tests()
     classes = {name: plugin.load(name) for name in dict.fromkeys(cfg.backends)}
     for opt in cfg.options:
         if not any(opt in cls.options for cls in classes.values()):
             known = sorted({o for cls in classes.values() for o in cls.options})
             raise ConfigError(f"unknown option '{opt}' for backends {', '.join(classes)} (known: {', '.join(known)})")
+    _check_coverage(classes, tests, cfg.formats)
     threads = cfg.threads or [default_threads]
+    formats = list(dict.fromkeys(cfg.formats))
     variants: list[Variant] = []
     for name, cls in classes.items():
-        for w in workloads:
-            if w.kind not in cls.workload_kinds:
-                raise ConfigError(f"backend '{name}' cannot run {w.name} (it runs: {', '.join(cls.workload_kinds)})")
-        for fmt in cfg.formats:
-            if fmt not in cls.formats:
-                raise ConfigError(f"backend '{name}' has no format '{fmt}' (known: {', '.join(cls.formats)})")
+        mine = [w for w in tests if w.kind in cls.workload_kinds]
+        llm, kernel = [w for w in mine if not w.is_kernel], [w for w in mine if w.is_kernel]
+        my_formats = [f for f in formats if f in cls.formats]
         opt_sets = _backend_option_sets(cls, {k: v for k, v in cfg.options.items() if k in cls.options})
-        for ref in dict.fromkeys(cfg.models):
-            for model in resolve_model(ref, list(dict.fromkeys(cfg.formats))):
-                for t, opts in itertools.product(threads, opt_sets):
-                    swept = tuple(k for k in opts if k in cfg.options)
-                    variants.append(Variant(name, model, t, opts, list(workloads), swept))
+        settings = list(itertools.product(threads, opt_sets))
+        for t, opts in settings:
+            swept = tuple(k for k in opts if k in cfg.options)
+            if llm:
+                for ref in dict.fromkeys(cfg.models):
+                    for model in resolve_model(ref, my_formats):
+                        variants.append(Variant(name, model, t, opts, llm, swept))
+            for fmt in my_formats if kernel else []:
+                for mode in dict.fromkeys(cfg.cache):
+                    variants.append(Variant(name, KernelWeights(fmt), t, opts, kernel, swept, mode))
     return variants
+
+
+def _check_coverage(classes: dict[str, type], tests: list[Workload], formats: list[str]) -> None:
+    kinds = list(dict.fromkeys(w.kind for w in tests))
+    for kind in kinds:
+        if not any(kind in cls.workload_kinds for cls in classes.values()):
+            raise ConfigError(f"no selected backend runs {kind} tests (backends: {', '.join(classes)})")
+    for fmt in formats:
+        if not any(fmt in cls.formats for cls in classes.values()):
+            known = ", ".join(f"{n}: {'/'.join(c.formats)}" for n, c in classes.items())
+            raise ConfigError(f"no selected backend has format '{fmt}' ({known})")
+    for name, cls in classes.items():
+        if not any(k in cls.workload_kinds for k in kinds):
+            runs = ", ".join(cls.workload_kinds)
+            raise ConfigError(f"backend '{name}' runs none of the requested tests (it runs: {runs})")
+        if not any(f in cls.formats for f in formats):
+            raise ConfigError(f"backend '{name}' has none of the requested formats (known: {', '.join(cls.formats)})")

@@ -8,6 +8,41 @@ from bench.workloads import Workload
 ENERGY_UNAVAILABLE = "unavailable:no energy reader in this tritbench version"
 
 
+def _memory(children: list[dict]) -> dict:
+    return {
+        "peak_rss_bytes": max(c["peak_rss_bytes"] for c in children),
+        "rss_after_load_bytes": max(c["rss_after_load_bytes"] for c in children),
+    }
+
+
+def kernel_metrics(w: Workload, reps: list[dict], weight_bytes: int, children: list[dict],
+                   read_bandwidth: dict | None) -> dict:
+    """Metrics of a gemv/gemm case: latency per call, CPU time, weight bytes streamed per second,
+    ternary ops (one per weight and activation row: an add, a subtract or a skip) per second, and
+    the share of the probed read bandwidth those weight bytes represent."""
+    if not reps:
+        raise ValueError("no repetitions")
+    lat = [r["latency_s"] for r in reps]
+    m: dict = {
+        "latency_ms": summarize([x * 1e3 for x in lat], higher_is_better=False),
+        "cpu_ms": summarize([r["cpu_s"] * 1e3 for r in reps], higher_is_better=False),
+        "thread_cpu_ms": summarize([r["thread_cpu_s"] * 1e3 for r in reps], higher_is_better=False),
+        "weight_gbps": summarize([weight_bytes / x / 1e9 for x in lat]),
+        "ternary_ops_per_s": summarize([w.M * w.K * w.N / x for x in lat]),
+        # rows of activations per second: the layer's share of a model's tokens/s
+        "tokens_per_s": summarize([w.M / x for x in lat]),
+        "calls_per_repetition": reps[0]["calls"],
+    }
+    if read_bandwidth:
+        m["read_bandwidth"] = read_bandwidth
+        m["bandwidth_fraction"] = m["weight_gbps"]["median"] / read_bandwidth["gbps"]
+    else:
+        m["bandwidth_fraction"] = None
+    m.update(_memory(children))
+    m["energy"] = {"source": ENERGY_UNAVAILABLE}
+    return m
+
+
 def llm_metrics(w: Workload, reps: list[dict], children: list[dict]) -> dict:
     """Metrics of a pp/tg/pg case from its repetitions (wall-clock times of the backend's calls,
     the backend's own counters) and from the child processes that ran them (load, memory)."""
@@ -38,7 +73,6 @@ def llm_metrics(w: Workload, reps: list[dict], children: list[dict]) -> dict:
             "wall_over_backend": m["tokens_per_s"]["median"] / own["median"],
         }
     m["load_ms"] = summarize([c["load_s"] * 1e3 for c in children], higher_is_better=False)
-    m["peak_rss_bytes"] = max(c["peak_rss_bytes"] for c in children)
-    m["rss_after_load_bytes"] = max(c["rss_after_load_bytes"] for c in children)
+    m.update(_memory(children))
     m["energy"] = {"source": ENERGY_UNAVAILABLE}
     return m

@@ -54,11 +54,63 @@ def speedups_over_f16(records: list[dict]) -> dict[int, float]:
     return out
 
 
+def _is_kernel(rec: dict) -> bool:
+    return rec["workload"]["kind"] in ("gemv", "gemm")
+
+
+def _kernel_key(rec: dict) -> tuple:
+    s = rec.get("settings", {})
+    return (rec["backend"]["name"], rec["workload"]["name"], s.get("n_threads"), s.get("cache"))
+
+
+def kernel_speedups(records: list[dict], baseline: str = "fp32") -> dict[int, float]:
+    """Index -> latency ratio of the `baseline` format of the same backend, test, threads and cache
+    over this record (above 1: faster than the baseline)."""
+    base = {
+        _kernel_key(r): r["metrics"]["latency_ms"]["median"]
+        for r in records
+        if r["status"] == "ok" and _is_kernel(r) and r["model"].get("format") == baseline
+    }
+    return {
+        i: base[_kernel_key(r)] / r["metrics"]["latency_ms"]["median"]
+        for i, r in enumerate(records)
+        if r["status"] == "ok" and _is_kernel(r) and _kernel_key(r) in base
+    }
+
+
+def kernel_rows(records: list[dict]) -> list[dict]:
+    """Kernel cases: latency, weight GB/s, share of the probed read bandwidth, speed-up over FP32."""
+    ups = kernel_speedups(records)
+    rows = []
+    for i, r in enumerate(records):
+        if not _is_kernel(r):
+            continue
+        m, ok = r.get("metrics", {}), r["status"] == "ok"
+        lat = m.get("latency_ms", {})
+        frac = m.get("bandwidth_fraction")
+        rows.append({
+            "backend": r["backend"]["name"],
+            "format": r["model"].get("format", ""),
+            "bits/w": f"{r['model']['bits_per_weight']:.2f}" if r["model"].get("bits_per_weight") else "",
+            "threads": str(r.get("settings", {}).get("n_threads", "")),
+            "cache": str(r.get("settings", {}).get("cache", "")),
+            "test": r["workload"]["name"],
+            "latency ms": (f"{lat['median']:.4f} ± {lat['iqr']:.4f}" + (" (unstable)" if lat["unstable"] else ""))
+            if ok else "failed",
+            "GB/s": f"{m['weight_gbps']['median']:.2f}" if ok else "",
+            "% read bw": f"{100 * frac:.0f} %" if ok and frac is not None else "",
+            "vs fp32": f"{ups[i]:.2f}x" if i in ups else "",
+        })
+    return rows
+
+
 def table_rows(records: list[dict]) -> list[dict]:
     """The terminal table's rows: llama-bench's columns plus peak memory and speed-up over F16."""
     ups = speedups_over_f16(records)
     rows = []
     for i, r in enumerate(records):
+        if _is_kernel(r):
+            continue
         m = r.get("metrics", {})
         tps = m.get("tokens_per_s")
         if r["status"] == "ok":
@@ -80,20 +132,27 @@ def table_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def to_markdown(records: list[dict]) -> str:
-    rows = table_rows(records)
-    if not rows:
-        return "no results\n"
+def _markdown_table(rows: list[dict], left: set[str]) -> list[str]:
     cols = list(rows[0])
-    right = {"size", "params", "threads", "t/s", "peak RSS", "vs f16"}
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
 
     def line(vals: dict) -> str:
-        cells = [vals[c].rjust(widths[c]) if c in right else vals[c].ljust(widths[c]) for c in cols]
+        cells = [vals[c].ljust(widths[c]) if c in left else vals[c].rjust(widths[c]) for c in cols]
         return "| " + " | ".join(cells) + " |"
 
-    sep = "| " + " | ".join(("-" * (widths[c] - 1) + ":") if c in right else "-" * widths[c] for c in cols) + " |"
-    out = [line({c: c for c in cols}), sep] + [line(r) for r in rows]
+    sep = "| " + " | ".join("-" * widths[c] if c in left else "-" * (widths[c] - 1) + ":" for c in cols) + " |"
+    return [line({c: c for c in cols}), sep] + [line(r) for r in rows]
+
+
+def to_markdown(records: list[dict]) -> str:
+    if not records:
+        return "no results\n"
+    out: list[str] = []
+    llm, kernel = table_rows(records), kernel_rows(records)
+    if llm:
+        out += _markdown_table(llm, {"model", "format", "backend", "test"})
+    if kernel:
+        out += ([""] if out else []) + _markdown_table(kernel, {"backend", "format", "cache", "test"})
     failures = [f"- {r['model'].get('name')} {r['model'].get('format')} {r['workload']['name']}: {r['error']}"
                 for r in records if r["status"] != "ok"]
     if failures:

@@ -78,8 +78,27 @@ class GenerationSession(Protocol):
     def close(self) -> None: ...
 
 
+class KernelSession(Protocol):
+    """One linear layer (M x K input, K x N weights) ready to run; `run()` returns when the output is ready.
+
+    For cold-cache measurement the session holds several weight copies, `weight_bytes` apart in total
+    `copies * weight_bytes`, and each `run()` uses the next one, so weights stream from DRAM."""
+
+    weight_bytes: int  # bytes of weights one call reads (packed, as stored)
+    copies: int
+
+    def effective_settings(self) -> dict: ...
+
+    def run(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Backend(Protocol):
-    """A benchmarkable runtime. Class attributes describe it; instances live in the child process."""
+    """A benchmarkable runtime. Class attributes describe it; instances live in the child process.
+
+    Backends with pp/tg/pg in `workload_kinds` implement `open`; with gemv/gemm, `open_kernel`.
+    """
 
     name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
@@ -90,6 +109,12 @@ class Backend(Protocol):
         """Version and build information: at least `version`."""
 
     def open(self, model_path: str, n_threads: int, options: dict, n_ctx: int) -> GenerationSession: ...
+
+    def open_kernel(
+        self, fmt: str, M: int, K: int, N: int, n_threads: int, options: dict, seed: int, min_total_bytes: int
+    ) -> KernelSession:
+        """Build the layer in format `fmt` from `models.matrices.ternary_matrix(K, N, seed)`, with
+        enough weight copies that together they span at least `min_total_bytes` (0: one copy)."""
 
 
 def available() -> dict[str, Any]:

@@ -9,6 +9,7 @@ warmups, then this round's repetitions.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,12 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import machine
+from bench.bandwidth import last_level_cache_bytes
 from bench.config import RunConfig, Variant, case_id
-from bench.metrics import llm_metrics
+from bench.metrics import kernel_metrics, llm_metrics
 from bench.records import Record, ResultsStore
 from bench.workloads import Workload
 
 WORKER_ERROR_TAG = "tritbench-worker-error:"
+# Cold kernel runs cycle through weight copies spanning this many last-level caches (at least the floor).
+COLD_LLC_MULTIPLE = 4
+COLD_FLOOR_BYTES = 64 << 20
+# A kernel repetition repeats the call until it lasts this long (one call can take microseconds).
+KERNEL_MIN_REP_S = 0.2
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cold_bytes() -> int:
+    return max(COLD_FLOOR_BYTES, COLD_LLC_MULTIPLE * (last_level_cache_bytes() or 0))
 
 
 @dataclass
@@ -51,14 +63,17 @@ def describe_failure(returncode: int | None, log: str) -> str:
 
 
 def run_child(job: dict, timeout: float) -> ChildOutcome:
-    """Run bench.worker on `job` in its own session (Ctrl-C reaches us, and we stop it)."""
+    """Run bench.worker on `job` in its own session (Ctrl-C reaches us, and we stop it).
+
+    Thread pools that read the environment (OpenMP, BLAS) get the case's thread count."""
+    env = {**os.environ, **{k: str(job["n_threads"]) for k in THREAD_ENV}}
     with tempfile.TemporaryDirectory(prefix="tritbench-") as tmp:
         job_path, result_path, log_path = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")
         job_path.write_text(json.dumps({**job, "result_path": str(result_path)}))
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bench.worker", str(job_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env,
             )
             try:
                 rc: int | None = proc.wait(timeout=timeout)
@@ -92,6 +107,7 @@ class VariantRun:
     warnings: list[str] = field(default_factory=list)
     backend_info: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    kernel: dict[str, dict] = field(default_factory=dict)  # per kernel test: weight_bytes, copies, settings
     written: set[str] = field(default_factory=set)
 
     def open_workloads(self) -> list[Workload]:
@@ -112,8 +128,10 @@ class Runner:
         fingerprint: dict,
         on_child_done: Callable[[VariantRun], None] = lambda vr: None,
         on_warning: Callable[[str], None] = lambda msg: None,
+        read_bandwidth: dict[int, dict] | None = None,
     ):
         self.cfg, self.runs, self.store, self.fingerprint = cfg, runs, store, fingerprint
+        self.read_bandwidth = read_bandwidth or {}
         self.on_child_done, self.on_warning = on_child_done, on_warning
         self.rounds = cfg.rounds or cfg.repetitions
         self.records: list[Record] = []
@@ -166,17 +184,24 @@ class Runner:
             "reps": n_reps,
             "seed": seed,
         }
+        if v.is_kernel:
+            # the same weights in every round and format: seeded by the run's seed only
+            job.update(format=v.model.format, seed=self.cfg.seed, min_rep_s=KERNEL_MIN_REP_S,
+                       min_total_bytes=cold_bytes() if v.cache == "cold" else 0)
         outcome = run_child(job, self.cfg.timeout)
         result = outcome.result or {}
         vr.backend_info = result.get("backend_info") or vr.backend_info
         vr.settings = result.get("settings") or vr.settings
-        if "load_s" in result:
-            vr.children.append({k: result[k] for k in ("load_s", "rss_after_load_bytes", "peak_rss_bytes")})
+        if "rss_after_load_bytes" in result:
+            keys = ("load_s", "rss_after_load_bytes", "peak_rss_bytes")
+            vr.children.append({k: result[k] for k in keys if k in result})
         done = result.get("workloads", {})
         for w in workloads:
             entry = done.get(w.name)
             if entry:
                 vr.reps.setdefault(w.name, []).extend(entry["reps"])
+                if "weight_bytes" in entry:
+                    vr.kernel[w.name] = {k: entry[k] for k in ("weight_bytes", "copies", "settings")}
             complete = entry is not None and len(entry["reps"]) == n_reps and not entry["error"]
             if entry and entry["error"]:
                 self._write_failed(vr, w, entry["error"])
@@ -188,7 +213,11 @@ class Runner:
     def _finish(self, vr: VariantRun) -> None:
         for w in vr.open_workloads():
             reps = vr.reps.get(w.name, [])
-            metrics = llm_metrics(w, reps, vr.children)
+            if w.is_kernel:
+                bw = self.read_bandwidth.get(vr.variant.n_threads)
+                metrics = kernel_metrics(w, reps, vr.kernel[w.name]["weight_bytes"], vr.children, bw)
+            else:
+                metrics = llm_metrics(w, reps, vr.children)
             warnings = list(vr.warnings)
             if metrics["tokens_per_s"]["unstable"]:
                 warnings.append("unstable: tokens/s IQR above 5 % of the median or an outlier repetition")
@@ -199,14 +228,23 @@ class Runner:
 
     def _write(self, vr: VariantRun, w: Workload, status: str, error: str | None, metrics: dict, warnings) -> None:
         v = vr.variant
+        kernel = vr.kernel.get(w.name, {})
         settings = {
             **vr.settings,
-            "n_threads": vr.settings.get("n_threads", v.n_threads),
+            **kernel.get("settings", {}),
+            "n_threads": kernel.get("settings", vr.settings).get("n_threads", v.n_threads),
             "requested": {"n_threads": v.n_threads, **v.options},
             "repetitions": self.cfg.repetitions,
             "warmups": self.cfg.warmups,
             "rounds": self.rounds,
         }
+        model = {**vr.model_info, "name": v.model.name, "format": v.model.format}
+        if v.is_kernel:
+            settings.update(cache=v.cache, weight_copies=kernel.get("copies"))
+            model.update(name=f"{w.K}x{w.N}", n_params=w.K * w.N)
+            if kernel:
+                nbytes = kernel["weight_bytes"]
+                model.update(file_bytes=nbytes, bits_per_weight=nbytes * 8 / (w.K * w.N))
         first = vr.states[0] if vr.states else {}
         state = {
             "loadavg_before": first.get("loadavg"),
@@ -219,7 +257,7 @@ class Runner:
             status=status,
             error=error,
             backend={"name": v.backend, **vr.backend_info},
-            model={**vr.model_info, "name": v.model.name, "format": v.model.format},
+            model=model,
             workload=w.to_dict(),
             settings=settings,
             metrics=metrics,

@@ -94,12 +94,47 @@ def check_counters(rep: dict, expected: tuple[int, int]) -> str | None:
     return None
 
 
+def run_kernel_repetition(session, calls: int) -> dict:
+    """`calls` back-to-back calls; per-call wall, process CPU and calling-thread CPU time."""
+    c0, th0 = time.process_time_ns(), time.thread_time_ns()
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        session.run()
+    wall = time.perf_counter_ns() - t0
+    cpu, thread = time.process_time_ns() - c0, time.thread_time_ns() - th0
+    return {"calls": calls, "latency_s": wall / calls / 1e9, "cpu_s": cpu / calls / 1e9,
+            "thread_cpu_s": thread / calls / 1e9}
+
+
+def measure_kernel(backend, job: dict, w: Workload, entry: dict) -> None:
+    """Open the layer, size repetitions to at least `min_rep_s` (calls are short), warm up, measure."""
+    session = backend.open_kernel(job["format"], w.M, w.K, w.N, job["n_threads"], job["options"], job["seed"],
+                                  job["min_total_bytes"])
+    try:
+        entry["weight_bytes"] = session.weight_bytes
+        entry["copies"] = session.copies
+        entry["settings"] = session.effective_settings()
+        t0 = time.perf_counter()
+        session.run()
+        one = max(time.perf_counter() - t0, 1e-7)
+        # at least one pass over every weight copy per repetition, so cold really is cold
+        calls = max(session.copies, int(np.ceil(job["min_rep_s"] / one)))
+        for _ in range(job["warmups"]):
+            run_kernel_repetition(session, calls)
+        for _ in range(job["reps"]):
+            entry["reps"].append(run_kernel_repetition(session, calls))
+    finally:
+        session.close()
+
+
 def main(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     out = Path(job["result_path"])
     result: dict = {"workloads": {}, "error": None}
     backend = plugin.load(job["backend"])()
     result["backend_info"] = backend.info()
+    if job.get("format") is not None:
+        return main_kernel(backend, job, out, result)
     t0 = time.perf_counter()
     session = backend.open(job["model_path"], job["n_threads"], job["options"], job["n_ctx"])
     result["load_s"] = time.perf_counter() - t0
@@ -125,6 +160,21 @@ def main(job_path: str) -> int:
         result["peak_rss_bytes"] = peak_rss_bytes()
         _write(out, result)
     session.close()
+    return 0
+
+
+def main_kernel(backend, job: dict, out: Path, result: dict) -> int:
+    result["rss_after_load_bytes"] = current_rss_bytes()
+    result["settings"] = {"n_threads": job["n_threads"]}
+    result["peak_rss_bytes"] = peak_rss_bytes()
+    _write(out, result)
+    for wd in job["workloads"]:
+        w = Workload.from_dict(wd)
+        entry: dict = {"reps": [], "error": None}
+        result["workloads"][w.name] = entry
+        measure_kernel(backend, job, w, entry)
+        result["peak_rss_bytes"] = peak_rss_bytes()
+        _write(out, result)
     return 0
 
 

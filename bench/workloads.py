@@ -1,4 +1,5 @@
-"""Workloads in llama-bench's vocabulary: pp<N>, tg<N>, pg<N>,<M>, each optionally `@ d<D>`."""
+"""Workloads: llama-bench's tests pp<N>, tg<N>, pg<N>,<M> (each optionally `@ d<D>`), and kernel
+tests `gemv KxN` (one token) and `gemm M<m> KxN` (m tokens) of one linear layer."""
 
 from __future__ import annotations
 
@@ -8,28 +9,48 @@ from dataclasses import asdict, dataclass
 from bench.errors import ConfigError
 
 LLM_KINDS = ("pp", "tg", "pg")
+KERNEL_KINDS = ("gemv", "gemm")
+KINDS = LLM_KINDS + KERNEL_KINDS
 
 _NAME = re.compile(r"^\s*(pp|tg|pg)(\d+)(?:,(\d+))?\s*(?:@\s*d(\d+))?\s*$")
+_KERNEL = re.compile(r"^\s*(gemv|gemm)\s*(?:M(\d+)\s+)?(\d+)x(\d+)\s*$")
+_SHAPE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
 
 @dataclass(frozen=True)
 class Workload:
     """One test: `pp` processes a prompt, `tg` decodes tokens one by one, `pg` does both.
 
-    `depth` is the number of tokens already in the KV cache when the timed part starts.
+    `depth` is the number of tokens already in the KV cache when the timed part starts. A kernel
+    test multiplies M activation rows [M, K] by one weight matrix [K, N].
     """
 
     kind: str
     n_prompt: int = 0
     n_gen: int = 0
     depth: int = 0
+    M: int = 0
+    K: int = 0
+    N: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in LLM_KINDS:
-            raise ConfigError(f"unknown workload kind '{self.kind}' (known: {', '.join(LLM_KINDS)})")
-        for field in ("n_prompt", "n_gen", "depth"):
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown workload kind '{self.kind}' (known: {', '.join(KINDS)})")
+        for field in ("n_prompt", "n_gen", "depth", "M", "K", "N"):
             if getattr(self, field) < 0:
                 raise ConfigError(f"{field} must be >= 0, got {getattr(self, field)}")
+        if self.kind in KERNEL_KINDS:
+            if self.n_prompt or self.n_gen or self.depth:
+                raise ConfigError(f"a {self.kind} test takes M, K and N only")
+            if self.K < 1 or self.N < 1:
+                raise ConfigError(f"a {self.kind} test needs K >= 1 and N >= 1, got {self.K}x{self.N}")
+            if self.kind == "gemv" and self.M != 1:
+                raise ConfigError(f"gemv is M = 1, got M = {self.M} (use gemm)")
+            if self.kind == "gemm" and self.M < 2:
+                raise ConfigError(f"gemm needs M >= 2, got M = {self.M} (M = 1 is gemv)")
+            return
+        if self.M or self.K or self.N:
+            raise ConfigError(f"a {self.kind} test takes no M, K or N")
         if self.kind == "pp" and (self.n_prompt < 1 or self.n_gen):
             raise ConfigError("a pp test needs n_prompt >= 1 and no n_gen")
         if self.kind == "tg" and (self.n_gen < 1 or self.n_prompt):
@@ -38,7 +59,15 @@ class Workload:
             raise ConfigError("a pg test needs n_prompt >= 1 and n_gen >= 1")
 
     @property
+    def is_kernel(self) -> bool:
+        return self.kind in KERNEL_KINDS
+
+    @property
     def name(self) -> str:
+        if self.kind == "gemv":
+            return f"gemv {self.K}x{self.N}"
+        if self.kind == "gemm":
+            return f"gemm M{self.M} {self.K}x{self.N}"
         base = {
             "pp": f"pp{self.n_prompt}",
             "tg": f"tg{self.n_gen}",
@@ -56,11 +85,15 @@ class Workload:
 
     @classmethod
     def from_dict(cls, d: dict) -> Workload:
-        return cls(kind=d["kind"], n_prompt=d["n_prompt"], n_gen=d["n_gen"], depth=d["depth"])
+        return cls(**{k: d.get(k, 0) for k in ("n_prompt", "n_gen", "depth", "M", "K", "N")}, kind=d["kind"])
 
     @classmethod
     def parse(cls, text: str) -> Workload:
-        """Parse `pp512`, `tg128`, `pg512,128`, `tg128 @ d4096`."""
+        """Parse `pp512`, `tg128`, `pg512,128`, `tg128 @ d4096`, `gemv 4096x4096`, `gemm M64 4096x11008`."""
+        k = _KERNEL.match(text)
+        if k:
+            kind, m_rows, K, N = k.group(1), k.group(2), int(k.group(3)), int(k.group(4))
+            return cls(kind, M=int(m_rows) if m_rows else 1, K=K, N=N)
         m = _NAME.match(text)
         if not m:
             raise ConfigError(f"cannot parse test '{text}' (expected e.g. pp512, tg128, pg512,128, tg128@d1024)")
@@ -90,3 +123,40 @@ def llm_workloads(
     if not out:
         raise ConfigError("no test to run: every n_prompt and n_gen is 0 and no pg test is given")
     return list(dict.fromkeys(out))
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """`4096x11008` -> (K, N): in-features by out-features."""
+    m = _SHAPE.match(text)
+    if not m:
+        raise ConfigError(f"cannot parse shape '{text}' (expected KxN, e.g. 4096x11008, or a preset name)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shapes_of(names: list[str]) -> list[tuple[int, int]]:
+    """Shapes from `KxN` strings and model presets (a preset stands for its distinct linear layers)."""
+    from models import PRESETS
+
+    out: list[tuple[int, int]] = []
+    for name in names:
+        spec = PRESETS.get(name.strip().lower())
+        if spec is not None:
+            # linear_shapes() gives (out, in); a kernel shape is in x out.
+            out += [(k, n) for n, k in spec.linear_shapes().values()]
+        else:
+            out.append(parse_shape(name))
+    return list(dict.fromkeys(out))
+
+
+def kernel_workloads(kinds: list[str], shapes: list[tuple[int, int]], rows: list[int]) -> list[Workload]:
+    """gemv runs every shape at M = 1; gemm runs every shape at each M >= 2 in `rows`."""
+    out: list[Workload] = []
+    for kind in kinds:
+        if kind == "gemv":
+            out += [Workload("gemv", M=1, K=k, N=n) for k, n in shapes]
+        elif kind == "gemm":
+            ms = [m for m in rows if m >= 2]
+            if not ms:
+                raise ConfigError("gemm needs an M >= 2 in -M (M = 1 is gemv)")
+            out += [Workload("gemm", M=m, K=k, N=n) for m in ms for k, n in shapes]
+    return out

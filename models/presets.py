@@ -8,10 +8,13 @@
 | medium      | llama  |   1024 |     24 | 3584 |   16/16  | 32000 |   430,490,624 |
 | 1b          | llama  |   2048 |     16 | 8192 |   32/8   | 32000 | 1,104,218,112 |
 | 3b          | llama  |   3072 |     26 | 8704 |   32/32  | 32000 | 3,263,855,616 |
+| 7b          | llama  |   4096 |     32 | 11008|   32/32  | 32000 | 6,738,415,616 |
 
 Counts are ModelSpec.n_params(): every tensor written, embeddings and norms included. "1b" follows
 Llama-3.2-1B's shape (GQA 32/8). "3b" is BitNet b1.58 3B (hidden 3200, ffn 8640, 26 layers, 32 heads)
-rounded to multiples of 256, with an untied output like the original.
+rounded to multiples of 256, with an untied output like the original. "7b" has LLaMA-7B's shape
+(Touvron et al. 2023, table 2: dim 4096, 32 layers, 32 heads; FFN 11008), whose linear layers are the
+usual kernel benchmark shapes 4096x4096, 4096x11008 and 11008x4096.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ PRESETS: dict[str, ModelSpec] = {
         ModelSpec("medium", "llama", 1024, 24, 3584, 16, 16, _VOCAB, n_ctx=2048, seed=_SEED),
         ModelSpec("1b", "llama", 2048, 16, 8192, 32, 8, _VOCAB, n_ctx=2048, seed=_SEED),
         ModelSpec("3b", "llama", 3072, 26, 8704, 32, 32, _VOCAB, n_ctx=2048, seed=_SEED),
+        ModelSpec("7b", "llama", 4096, 32, 11008, 32, 32, _VOCAB, n_ctx=2048, seed=_SEED),
     )
 }
 
@@ -42,6 +46,7 @@ NOMINAL_PARAMS: dict[str, float] = {
     "medium": 440e6,
     "1b": 1.1e9,
     "3b": 3.0e9,
+    "7b": 6.7e9,
 }
 
 

@@ -50,7 +50,7 @@ def test_bad_model_files(case, bad_files, tb_home, tmp_path):
     [
         (["-m", "hugee"], "unknown model 'hugee'"),
         (["-b", "nope"], "unknown backend 'nope'"),
-        (["-f", "q5_k"], "has no format 'q5_k'"),
+        (["-f", "q5_k"], "no selected backend has format 'q5_k'"),
         (["-p", "-5"], "n_prompt must be >= 0"),
         (["-n", "x"], "-n takes comma-separated integers"),
         (["-t", "0"], "threads must be >= 1"),

@@ -15,7 +15,7 @@ def test_default_suite_is_the_documented_one():
     assert cfg.backends == ["llamacpp"]
     assert cfg.models == ["small"]
     assert cfg.formats == ["f16", "q4_0", "tq1_0", "tq2_0"]
-    assert [w.name for w in cfg.workloads()] == ["pp128", "tg64"]
+    assert [w.name for w in cfg.tests()] == ["pp128", "tg64"]
     assert cfg.repetitions == 5 and cfg.warmups == 2
 
 
@@ -26,7 +26,7 @@ def test_suite_file_and_overrides(tmp_path):
     assert cfg.formats == ["f16", "tq1_0"]  # the command line wins
     assert cfg.repetitions == 3  # None means "not given on the command line"
     assert cfg.options == {"n_batch": [16]}
-    assert [w.name for w in cfg.workloads()] == [
+    assert [w.name for w in cfg.tests()] == [
         "pp32", "pp64", "pg16,4", "pp32 @ d8", "pp64 @ d8", "pg16,4 @ d8"]
 
 
@@ -70,7 +70,7 @@ def test_invalid_values(override, message):
 def test_negative_counts_are_errors():
     cfg = make_config({}, {"n_prompt": [-1]})
     with pytest.raises(ConfigError, match="n_prompt must be >= 0"):
-        cfg.workloads()
+        cfg.tests()
 
 
 def test_plan_is_the_cartesian_product(tb_home, tiny_models, monkeypatch):
@@ -97,7 +97,7 @@ def test_threads_default_to_the_given_core_count(tb_home, tiny_models, monkeypat
     "override,message",
     [
         ({"backends": ["nope"]}, "unknown backend 'nope'"),
-        ({"formats": ["q5_k"]}, "has no format 'q5_k'"),
+        ({"formats": ["q5_k"]}, "no selected backend has format 'q5_k'"),
         ({"options": {"n_bacth": ["1"]}}, "unknown option 'n_bacth'"),
         ({"options": {"n_batch": ["big"]}}, "option n_batch takes a int"),
         ({"options": {"flash_attn": ["maybe"]}}, "takes a boolean"),
