@@ -114,6 +114,8 @@ def run(
     backends: Annotated[str | None, typer.Option("-b", "--backends", help="Backends, comma-separated")] = None,
     models: Annotated[str | None, typer.Option("-m", "--models", help="Presets or GGUF paths")] = None,
     formats: Annotated[str | None, typer.Option("-f", "--formats", help="f16,q8_0,q4_0,tq1_0,tq2_0")] = None,
+    embd_type: Annotated[str | None, typer.Option("--embd-type", help="Presets: token-embedding type")] = None,
+    output_type: Annotated[str | None, typer.Option("--output-type", help="Presets: output-matrix type")] = None,
     n_prompt: Annotated[str | None, typer.Option("-p", "--n-prompt", help="Prompt lengths (pp tests)")] = None,
     n_gen: Annotated[str | None, typer.Option("-n", "--n-gen", help="Generation lengths (tg tests)")] = None,
     pg: Annotated[list[str] | None, typer.Option("--pg", help="N_PROMPT,N_GEN (repeatable)")] = None,
@@ -136,6 +138,7 @@ def run(
     """Run backends over models and tests; write one JSON record per case under --out."""
     overrides = {
         "backends": _split(backends), "models": _split(models), "formats": _split(formats),
+        "embd_type": embd_type, "output_type": output_type,
         "n_prompt": _ints(n_prompt, "-p"), "n_gen": _ints(n_gen, "-n"), "pg": _pairs(pg),
         "depth": _ints(depth, "-d"), "threads": _ints(threads, "-t"), "repetitions": repetitions,
         "workloads": _split(workloads), "shapes": _split(shapes), "M": _ints(rows, "-M"), "cache": _split(cache),
@@ -205,17 +208,20 @@ def models_list() -> None:
 def models_synth(
     presets: Annotated[str, typer.Argument(help="Preset names, comma-separated")],
     formats: Annotated[str, typer.Option("-f", "--formats")] = "f16,q8_0,q4_0,tq1_0,tq2_0",
+    embd_type: Annotated[str | None, typer.Option("--embd-type", help="Token-embedding type")] = None,
+    output_type: Annotated[str | None, typer.Option("--output-type", help="Output-matrix type")] = None,
 ) -> None:
     """Write (or find cached) GGUF files for presets; prints their paths."""
-    from models import get_preset
+    from models import get_preset, resolve_model
     from models.synth import synthesize_many
 
     for name in _split(presets) or []:
-        spec = get_preset(name)
-        with err.status(f"synthesizing {name}..."):
-            paths = synthesize_many(spec, _split(formats) or [])
+        get_preset(name)  # a file path is not a preset: say so rather than read it
+        variants = resolve_model(name, _split(formats) or [], embd_type=embd_type, output_type=output_type)
+        with err.status(f"synthesizing {variants[0].name}..."):
+            paths = synthesize_many(variants[0].spec, [v.format for v in variants])
         for fmt, path in paths.items():
-            print(f"{name}\t{fmt}\t{path}")
+            print(f"{variants[0].name}\t{fmt}\t{path}")
 
 
 @models_app.command("info")

@@ -35,6 +35,8 @@ class RunConfig:
     backends: list[str] = field(default_factory=lambda: ["llamacpp"])
     models: list[str] = field(default_factory=lambda: ["small"])
     formats: list[str] = field(default_factory=lambda: ["f16", "q4_0", "tq1_0", "tq2_0"])
+    embd_type: str | None = None  # presets: token-embedding type (default: the preset's, f16)
+    output_type: str | None = None  # presets: output-matrix type (default: the preset's, f16)
     n_prompt: list[int] = field(default_factory=lambda: [128])
     n_gen: list[int] = field(default_factory=lambda: [64])
     pg: list[list[int]] = field(default_factory=list)
@@ -104,7 +106,10 @@ class RunConfig:
 
 _LIST_INT = {"n_prompt", "n_gen", "depth", "threads", "M"}
 _LIST_STR = {"backends", "models", "formats", "workloads", "shapes", "cache"}
-_SCALAR = {"repetitions": int, "warmups": int, "rounds": int, "out": str, "output": str, "timeout": float, "seed": int}
+_SCALAR = {
+    "embd_type": str, "output_type": str, "repetitions": int, "warmups": int, "rounds": int, "out": str,
+    "output": str, "timeout": float, "seed": int,
+}
 
 
 def _check_type(key: str, value: Any, where: str) -> Any:
@@ -266,7 +271,8 @@ def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
             swept = tuple(k for k in opts if k in cfg.options)
             if llm:
                 for ref in dict.fromkeys(cfg.models):
-                    for model in resolve_model(ref, my_formats):
+                    for model in resolve_model(ref, my_formats, embd_type=cfg.embd_type,
+                                               output_type=cfg.output_type):
                         variants.append(Variant(name, model, t, opts, llm, swept))
             for fmt in my_formats if kernel else []:
                 for mode in dict.fromkeys(cfg.cache):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +42,34 @@ class ModelVariant:
         return {"name": self.name, "format": self.format, "path": str(self.path), "spec": spec}
 
 
-def resolve_model(ref: str, formats: list[str], cache: Path | None = None) -> list[ModelVariant]:
+def resolve_model(
+    ref: str,
+    formats: list[str],
+    cache: Path | None = None,
+    embd_type: str | None = None,
+    output_type: str | None = None,
+) -> list[ModelVariant]:
     """Variants for ref: one per format for a preset name, or the one GGUF file ref points to.
 
     A preset name wins over a same-named file; a file's format is read from the file and formats is
-    ignored. Nothing is synthesized here: call ModelVariant.ensure() when the file is needed.
+    ignored. `embd_type`/`output_type` change a preset's token-embedding and output tensor types (the
+    variant's name then says so). Nothing is synthesized here: call ModelVariant.ensure() when needed.
     """
     key = ref.strip().lower()
     if key in PRESETS:
-        return _preset_variants(PRESETS[key], formats, cache)
+        return _preset_variants(_with_types(PRESETS[key], embd_type, output_type), formats, cache)
     if _looks_like_path(ref):
         info = read_model_info(ref)
         return [ModelVariant(info.name, info.format, Path(info.path), None)]
     raise ModelError(f"unknown model {ref!r}: not a preset ({', '.join(PRESETS)}) and no such file")
+
+
+def _with_types(spec: ModelSpec, embd_type: str | None, output_type: str | None) -> ModelSpec:
+    changes = {k: v for k, v in (("embd_type", embd_type), ("output_type", output_type)) if v and v != getattr(spec, k)}
+    if not changes:
+        return spec
+    suffix = "".join(f"_{k.split('_')[0]}-{v}" for k, v in changes.items())
+    return replace(spec, name=spec.name + suffix, **changes)
 
 
 def _preset_variants(spec: ModelSpec, formats: list[str], cache: Path | None) -> list[ModelVariant]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import run_bench
+from .conftest import read_jsonl, run_bench
 
 
 def assert_clean_error(proc, fragment, out_dir=None):
@@ -107,3 +107,21 @@ def test_list_backends(tb_home):
     proc = run_bench(["list", "backends"], tb_home)
     assert proc.returncode == 0
     assert "llamacpp" in proc.stdout and "tq1_0" in proc.stdout and "n_batch" in proc.stdout
+
+
+def test_embedding_and_output_types_are_configurable(tb_home, tmp_path):
+    synth = run_bench(["models", "synth", "tiny", "-f", "tq2_0", "--embd-type", "q8_0", "--output-type", "q8_0"],
+                      tb_home)
+    assert synth.returncode == 0, synth.stderr
+    name, fmt, path = synth.stdout.split()
+    assert name == "tiny_embd-q8_0_output-q8_0" and fmt == "tq2_0"
+    info = run_bench(["models", "info", path, "--json"], tb_home)
+    assert '"embd_type": "q8_0"' in info.stdout and '"output_type": "q8_0"' in info.stdout
+    out = tmp_path / "out"
+    proc = run_bench(["run", "-m", "tiny", "-f", "tq2_0", "--embd-type", "q8_0", "-p", "8", "-n", "0", "-r", "1",
+                      "--warmups", "0", "--out", str(out)], tb_home)
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = read_jsonl(out)
+    assert rec["model"]["embd_type"] == "q8_0" and rec["model"]["output_type"] == "f16"
+    bad = run_bench(["run", "-m", "tiny", "--output-type", "q3", "--out", str(out)], tb_home)
+    assert_clean_error(bad, "output_type 'q3' not supported")
