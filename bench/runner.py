@@ -21,6 +21,7 @@ from pathlib import Path
 from bench import machine
 from bench.bandwidth import last_level_cache_bytes
 from bench.config import RunConfig, Variant, case_id
+from bench.memory import merge_peaks
 from bench.metrics import kernel_metrics, llm_metrics
 from bench.records import Record, ResultsStore
 from bench.workloads import Workload
@@ -108,6 +109,7 @@ class VariantRun:
     backend_info: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     kernel: dict[str, dict] = field(default_factory=dict)  # per kernel test: weight_bytes, copies, settings
+    memory: dict[str, dict] = field(default_factory=dict)  # per test: phase -> peak snapshot, over children
     written: set[str] = field(default_factory=set)
 
     def open_workloads(self) -> list[Workload]:
@@ -195,6 +197,7 @@ class Runner:
         if "rss_after_load_bytes" in result:
             keys = ("load_s", "rss_after_load_bytes", "peak_rss_bytes")
             vr.children.append({k: result[k] for k in keys if k in result})
+        load_memory = result.get("memory", {})
         done = result.get("workloads", {})
         for w in workloads:
             entry = done.get(w.name)
@@ -202,6 +205,11 @@ class Runner:
                 vr.reps.setdefault(w.name, []).extend(entry["reps"])
                 if "weight_bytes" in entry:
                     vr.kernel[w.name] = {k: entry[k] for k in ("weight_bytes", "copies", "settings")}
+                phases = {"load": load_memory.get("load"), **entry.get("memory", {})}
+                merged = vr.memory.setdefault(w.name, {"per_phase_peaks": load_memory.get("per_phase_peaks")})
+                for phase, snap in phases.items():
+                    if snap:
+                        merged[phase] = merge_peaks(merged.get(phase), snap)
             complete = entry is not None and len(entry["reps"]) == n_reps and not entry["error"]
             if entry and entry["error"]:
                 self._write_failed(vr, w, entry["error"])
@@ -218,6 +226,8 @@ class Runner:
                 metrics = kernel_metrics(w, reps, vr.kernel[w.name]["weight_bytes"], vr.children, bw)
             else:
                 metrics = llm_metrics(w, reps, vr.children)
+                metrics["memory"] = {**vr.memory.get(w.name, {}), "mmap": vr.settings.get("mmap"),
+                                     "model_file_bytes": vr.model_info.get("file_bytes")}
             warnings = list(vr.warnings)
             if metrics["tokens_per_s"]["unstable"]:
                 warnings.append("unstable: tokens/s IQR above 5 % of the median or an outlier repetition")

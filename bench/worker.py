@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -17,13 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from bench import plugin
+from bench.memory import PhaseMemory, merge_peaks, ru_maxrss_bytes
 from bench.workloads import Workload
 
-
-def peak_rss_bytes() -> int:
-    # ru_maxrss is in KiB on Linux and in bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+peak_rss_bytes = ru_maxrss_bytes
 
 
 def current_rss_bytes() -> int:
@@ -57,7 +53,8 @@ def expected_counts(w: Workload, n_batch: int) -> tuple[int, int]:
     return n_prompt, n_gen + w.n_gen
 
 
-def run_repetition(session, w: Workload, rng: np.random.Generator) -> dict:
+def run_repetition(session, w: Workload, rng: np.random.Generator, mem: PhaseMemory, memory: dict) -> dict:
+    """One repetition; `memory` collects each phase's peak snapshot (field-wise max over repetitions)."""
     session.reset()
     if w.depth:
         session.prefill(_tokens(rng, w.depth, session.n_vocab, session.bos_token, True))
@@ -66,18 +63,22 @@ def run_repetition(session, w: Workload, rng: np.random.Generator) -> dict:
     cpu0 = time.process_time()
     if w.n_prompt:
         toks = _tokens(rng, w.n_prompt, session.n_vocab, session.bos_token, w.depth == 0)
+        mem.start_phase()
         t0 = time.perf_counter_ns()
         session.prefill(toks)
         rep["prefill_s"] = (time.perf_counter_ns() - t0) / 1e9
+        memory["prefill"] = merge_peaks(memory.get("prefill"), mem.snapshot())
     if w.n_gen:
         first = w.depth == 0 and w.n_prompt == 0
         toks = _tokens(rng, w.n_gen, session.n_vocab, session.bos_token, first)
         lat = []
+        mem.start_phase()
         for tok in toks:
             t0 = time.perf_counter_ns()
             session.decode(tok)
             lat.append((time.perf_counter_ns() - t0) / 1e9)
         rep["decode_s"] = lat
+        memory["decode"] = merge_peaks(memory.get("decode"), mem.snapshot())
     rep["cpu_s"] = time.process_time() - cpu0
     rep["counters"] = session.counters()
     return rep
@@ -135,9 +136,12 @@ def main(job_path: str) -> int:
     result["backend_info"] = backend.info()
     if job.get("format") is not None:
         return main_kernel(backend, job, out, result)
+    mem = PhaseMemory()
+    mem.start_phase()
     t0 = time.perf_counter()
     session = backend.open(job["model_path"], job["n_threads"], job["options"], job["n_ctx"])
     result["load_s"] = time.perf_counter() - t0
+    result["memory"] = {"load": mem.snapshot(), "per_phase_peaks": mem.per_phase_peaks}
     result["rss_after_load_bytes"] = current_rss_bytes()
     result["settings"] = session.effective_settings()
     result["peak_rss_bytes"] = peak_rss_bytes()
@@ -146,12 +150,12 @@ def main(job_path: str) -> int:
     n_batch = result["settings"].get("n_batch", 1 << 30)
     for wd in job["workloads"]:
         w = Workload.from_dict(wd)
-        entry: dict = {"reps": [], "error": None}
+        entry: dict = {"reps": [], "error": None, "memory": {}}
         result["workloads"][w.name] = entry
         for _ in range(job["warmups"]):
-            run_repetition(session, w, rng)
+            run_repetition(session, w, rng, mem, {})
         for _ in range(job["reps"]):
-            rep = run_repetition(session, w, rng)
+            rep = run_repetition(session, w, rng, mem, entry["memory"])
             entry["reps"].append(rep)
             problem = check_counters(rep, expected_counts(w, n_batch))
             if problem:

@@ -42,4 +42,4 @@ def read_jsonl(folder: Path) -> list[dict]:
     return [json.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.read_text().splitlines() if line]
 
 
-PLUGINS = "aborting=tests.plugins:AbortingBackend,slow=tests.plugins:SlowBackend"
+PLUGINS = "aborting=tests.plugins:AbortingBackend,slow=tests.plugins:SlowBackend,memhog=tests.plugins:MemHogBackend"

@@ -70,3 +70,27 @@ class SlowBackend(AbortingBackend):
 
     def open(self, model_path, n_threads, options, n_ctx):
         return _Session(options["step_s"], abort_on_decode=False)
+
+
+class _MemHogSession(_Session):
+    """Holds `load_mb` from open() on and touches `prefill_mb` more only while a prefill runs."""
+
+    def __init__(self, load_mb: int, prefill_mb: int):
+        super().__init__(0.0, abort_on_decode=False)
+        self.held = bytearray(load_mb << 20)
+        self.held[::4096] = b"\1" * len(range(0, len(self.held), 4096))  # touch every page
+        self.prefill_mb = prefill_mb
+
+    def prefill(self, tokens):
+        extra = bytearray(self.prefill_mb << 20)
+        extra[::4096] = b"\1" * len(range(0, len(extra), 4096))
+        super().prefill(tokens)
+        del extra
+
+
+class MemHogBackend(AbortingBackend):
+    name = "memhog"
+    options = {"load_mb": Option(int, 0, "MiB held from load on"), "prefill_mb": Option(int, 0, "MiB during prefill")}
+
+    def open(self, model_path, n_threads, options, n_ctx):
+        return _MemHogSession(options["load_mb"], options["prefill_mb"])
