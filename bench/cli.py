@@ -263,6 +263,31 @@ def list_backends() -> None:
     _stdout().print(backends, options)
 
 
+@app.command("machine")
+def machine_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    no_bandwidth: Annotated[bool, typer.Option("--no-bandwidth", help="Skip the read-bandwidth probe")] = False,
+) -> None:
+    """This machine's fingerprint, its state now, and its read bandwidth (1 thread and all threads)."""
+    import json
+
+    from bench.bandwidth import read_bandwidth
+
+    info = {"machine": machine.fingerprint(), "state": machine.state()}
+    if not no_bandwidth:
+        cores = machine.physical_cores()
+        with err.status("probing read bandwidth..."):
+            info["read_bandwidth"] = {str(t): read_bandwidth(t) for t in sorted({1, cores})}
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    table = Table("field", "value", show_header=False, box=box.SIMPLE, padding=(0, 1), pad_edge=False)
+    for section, values in info.items():
+        for k, v in values.items():
+            table.add_row(f"{section}.{k}", json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+    _stdout().print(table)
+
+
 def main() -> None:
     """Entry point: one-line errors and fixed exit codes instead of tracebacks."""
     from models import ModelError

@@ -35,19 +35,42 @@ def _read(path: Path) -> str | None:
         return None
 
 
+# Arm's MIDR part numbers (implementer 0x41) for the cores our users run on: Arm's Technical
+# Reference Manuals list them (MIDR_EL1.PartNum).
+ARM_PARTS = {
+    "0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+    "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd40": "Neoverse-V1",
+    "0xd44": "Cortex-X1", "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd49": "Neoverse-N2",
+    "0xd4f": "Neoverse-V2", "0xd4b": "Cortex-A78C", "0xd42": "Cortex-A78AE",
+}
+ARM_IMPLEMENTERS = {"0x41": "Arm", "0x4e": "NVIDIA", "0x51": "Qualcomm", "0x61": "Apple", "0x48": "HiSilicon"}
+
+
 def parse_cpuinfo(text: str) -> dict:
     """CPU model and feature flags from /proc/cpuinfo text (x86 `model name`/`flags`,
-    aarch64 `Features` with `CPU implementer`/`CPU part`)."""
+    aarch64 `Features` with `CPU implementer`/`CPU part`, which name the core)."""
     fields: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if sep and key.strip() not in fields:
             fields[key.strip()] = value.strip()
     flags = (fields.get("flags") or fields.get("Features") or "").split()
-    model = fields.get("model name") or fields.get("Model") or fields.get("Hardware")
-    if not model and "CPU part" in fields:
-        model = f"ARM implementer {fields.get('CPU implementer', '?')} part {fields['CPU part']}"
-    return {"cpu_model": model, "flags": flags, "vendor": fields.get("vendor_id") or fields.get("CPU implementer")}
+    implementer = fields.get("CPU implementer", "").lower()
+    vendor = fields.get("vendor_id") or ARM_IMPLEMENTERS.get(implementer, implementer or None)
+    model = fields.get("model name")
+    if "CPU part" in fields and (not model or model.startswith("ARMv")):
+        # aarch64 kernels print a generic "ARMv8 Processor" or nothing: the part number names the core
+        part = fields["CPU part"].lower()
+        model = (ARM_PARTS.get(part) if implementer == "0x41" else None) or f"{vendor or 'ARM'} part {part}"
+    return {"cpu_model": model or fields.get("Hardware"), "flags": flags, "vendor": vendor,
+            "board": fields.get("Model")}
+
+
+def board_model(root: Path) -> str | None:
+    """The board name from the device tree (Raspberry Pi, Jetson...), None on PCs."""
+    text = _read(root / "proc/device-tree/model") or _read(root / "sys/firmware/devicetree/base/model")
+    return text.strip("\x00\n ") if text else None
 
 
 def isa_features(arch: str, flags: list[str]) -> list[str]:
@@ -77,6 +100,7 @@ def fingerprint(root: Path | None = None) -> dict:
         "cpu_vendor": cpu["vendor"],
         "isa": isa_features(arch, cpu["flags"]),
         "hypervisor": "hypervisor" in cpu["flags"],
+        "board": board_model(root) or cpu["board"],
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": psutil.cpu_count(logical=True),
         "ram_bytes": psutil.virtual_memory().total,
@@ -94,6 +118,77 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
+def cpu_frequencies(root: Path | None = None) -> dict:
+    """Current frequency (MHz) and governor of each CPU from cpufreq, where the kernel exposes it."""
+    base = (root or sysfs_root()) / "sys/devices/system/cpu"
+    mhz, governors = {}, set()
+    for d in sorted(base.glob("cpu[0-9]*/cpufreq")):
+        cur = _read(d / "scaling_cur_freq")
+        if cur and cur.strip().isdigit():
+            mhz[d.parent.name] = int(cur) / 1000
+        gov = _read(d / "scaling_governor")
+        if gov:
+            governors.add(gov.strip())
+    if not mhz:
+        return {"cpu_mhz": None, "governor": None, "cpufreq": "unavailable: no cpufreq in sysfs"}
+    return {"cpu_mhz": mhz, "governor": ",".join(sorted(governors)) or None}
+
+
+def temperatures(root: Path | None = None) -> dict[str, float]:
+    """Degrees Celsius by sensor from thermal zones and hwmon (millidegree files)."""
+    root = root or sysfs_root()
+    out: dict[str, float] = {}
+    for zone in sorted((root / "sys/class/thermal").glob("thermal_zone*")):
+        temp, kind = _read(zone / "temp"), _read(zone / "type")
+        if temp and temp.strip().lstrip("-").isdigit():
+            out[f"{zone.name}:{(kind or '').strip()}"] = int(temp) / 1000
+    for hw in sorted((root / "sys/class/hwmon").glob("hwmon*")):
+        name = (_read(hw / "name") or hw.name).strip()
+        for t in sorted(hw.glob("temp*_input")):
+            val = _read(t)
+            if val and val.strip().lstrip("-").isdigit():
+                label = _read(t.with_name(t.name.replace("_input", "_label")))
+                out[f"{name}:{(label or t.name).strip()}"] = int(val) / 1000
+    return out
+
+
+def parse_throttled(text: str) -> dict:
+    """`vcgencmd get_throttled` (e.g. `throttled=0x50005`): the Raspberry Pi firmware's bit flags."""
+    _, _, value = text.strip().partition("=")
+    bits = int(value, 16)
+    names = {0: "under_voltage", 1: "arm_freq_capped", 2: "throttled", 3: "soft_temp_limit",
+             16: "under_voltage_occurred", 17: "arm_freq_capped_occurred", 18: "throttling_occurred",
+             19: "soft_temp_limit_occurred"}
+    return {"raw": value, "now": [n for b, n in names.items() if b < 16 and bits >> b & 1],
+            "since_boot": [n for b, n in names.items() if b >= 16 and bits >> b & 1]}
+
+
+def throttling(root: Path | None = None, vcgencmd: str | None = None) -> dict | None:
+    """Throttling counters: x86 thermal_throttle counts, or the Pi firmware's flags. None if neither exists."""
+    base = (root or sysfs_root()) / "sys/devices/system/cpu"
+    counts = {}
+    for f in sorted(base.glob("cpu[0-9]*/thermal_throttle/core_throttle_count")):
+        val = _read(f)
+        if val and val.strip().isdigit():
+            counts[f.parent.parent.name] = int(val)
+    if counts:
+        return {"core_throttle_count": counts}
+    if vcgencmd is None:
+        import shutil
+        import subprocess
+
+        if not shutil.which("vcgencmd"):
+            return None
+        try:
+            vcgencmd = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    try:
+        return parse_throttled(vcgencmd)
+    except ValueError:
+        return None
+
+
 def state(sample_s: float = 0.25) -> dict:
     """Volatile state just before a case: load average and how busy the CPUs are right now.
 
@@ -108,4 +203,7 @@ def state(sample_s: float = 0.25) -> dict:
         "cpu_busy_percent": busy,
         "idle_cores": round(idle_cores, 2),
         "logical_cores": logical,
+        **cpu_frequencies(),
+        "temperatures_c": temperatures(),
+        "throttling": throttling(),
     }
