@@ -125,6 +125,7 @@ def run(
     rows: Annotated[str | None, typer.Option("-M", help="Kernel activation rows (gemm: M >= 2)")] = None,
     cache: Annotated[str | None, typer.Option("--cache", help="Kernel weights: cold, hot")] = None,
     threads: Annotated[str | None, typer.Option("-t", "--threads", help="Thread counts")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="Run as an edge device: pi5-like, ...")] = None,
     repetitions: Annotated[int | None, typer.Option("-r", "--repetitions", help="Repetitions per case")] = None,
     warmups: Annotated[int | None, typer.Option("--warmups", help="Warmup runs per child")] = None,
     rounds: Annotated[int | None, typer.Option("--rounds", help="Rounds the repetitions are split over")] = None,
@@ -138,7 +139,7 @@ def run(
     """Run backends over models and tests; write one JSON record per case under --out."""
     overrides = {
         "backends": _split(backends), "models": _split(models), "formats": _split(formats),
-        "embd_type": embd_type, "output_type": output_type,
+        "embd_type": embd_type, "output_type": output_type, "profile": profile,
         "n_prompt": _ints(n_prompt, "-p"), "n_gen": _ints(n_gen, "-n"), "pg": _pairs(pg),
         "depth": _ints(depth, "-d"), "threads": _ints(threads, "-t"), "repetitions": repetitions,
         "workloads": _split(workloads), "shapes": _split(shapes), "M": _ints(rows, "-M"), "cache": _split(cache),

@@ -17,6 +17,7 @@ from typing import Any
 
 from bench import plugin
 from bench.errors import ConfigError
+from bench.profiles import allowed_cpus, get_profile, parse_profiles
 from bench.workloads import KINDS, LLM_KINDS, Workload, kernel_workloads, llm_workloads, shapes_of
 
 if sys.version_info >= (3, 11):
@@ -45,7 +46,9 @@ class RunConfig:
     shapes: list[str] = field(default_factory=lambda: ["7b"])  # kernel tests: KxN or a preset's layers
     M: list[int] = field(default_factory=lambda: [1, 8, 64])  # kernel tests: activation rows (gemm: M >= 2)
     cache: list[str] = field(default_factory=lambda: ["cold"])  # kernel tests: weights from DRAM or cache
-    threads: list[int] = field(default_factory=list)  # empty: physical cores
+    threads: list[int] = field(default_factory=list)  # empty: physical cores (or the profile's threads)
+    profile: str | None = None  # run every case as this edge profile (bench.profiles)
+    profiles: dict = field(default_factory=dict)  # custom profiles: name -> {cpus, memory, threads}
     repetitions: int = 5
     warmups: int = 2
     rounds: int | None = None  # None: one round per repetition, variants interleaved
@@ -80,6 +83,8 @@ class RunConfig:
         for m in self.M:
             if m < 1:
                 raise ConfigError(f"M must be >= 1, got {m}")
+        if self.profile is not None:
+            get_profile(self.profile, parse_profiles(self.profiles))
         if self.output not in OUTPUTS:
             raise ConfigError(f"unknown output format '{self.output}' (known: {', '.join(OUTPUTS)})")
         if self.timeout <= 0:
@@ -107,7 +112,7 @@ class RunConfig:
 _LIST_INT = {"n_prompt", "n_gen", "depth", "threads", "M"}
 _LIST_STR = {"backends", "models", "formats", "workloads", "shapes", "cache"}
 _SCALAR = {
-    "embd_type": str, "output_type": str, "repetitions": int, "warmups": int, "rounds": int, "out": str,
+    "embd_type": str, "output_type": str, "profile": str, "repetitions": int, "warmups": int, "rounds": int, "out": str,
     "output": str, "timeout": float, "seed": int,
 }
 
@@ -126,6 +131,11 @@ def _check_type(key: str, value: Any, where: str) -> Any:
             isinstance(p, list) and all(isinstance(x, int) for x in p) for p in value
         ):
             raise ConfigError(f"{where}: 'pg' takes a list of [n_prompt, n_gen] pairs, got {value!r}")
+        return value
+    if key == "profiles":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: 'profiles' must be a table of tables")
+        parse_profiles(value)
         return value
     if key == "options":
         if not isinstance(value, dict):
@@ -202,6 +212,7 @@ class Variant:
     workloads: list[Workload]
     swept: tuple[str, ...] = ()  # option names the user set, shown in labels
     cache: str | None = None  # kernel tests only
+    limits: dict | None = None  # an edge profile's resolved limits (bench.profiles)
 
     @property
     def is_kernel(self) -> bool:
@@ -258,6 +269,13 @@ def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
             known = sorted({o for cls in classes.values() for o in cls.options})
             raise ConfigError(f"unknown option '{opt}' for backends {', '.join(classes)} (known: {', '.join(known)})")
     _check_coverage(classes, tests, cfg.formats)
+    limits = None
+    if cfg.profile:
+        limits = get_profile(cfg.profile, parse_profiles(cfg.profiles)).resolve(allowed_cpus())
+        default_threads = limits["threads"]
+        for t in cfg.threads:
+            if t > len(limits["cpus"]):
+                raise ConfigError(f"{t} threads exceed the {len(limits['cpus'])} CPUs of profile '{cfg.profile}'")
     threads = cfg.threads or [default_threads]
     formats = list(dict.fromkeys(cfg.formats))
     variants: list[Variant] = []
@@ -273,10 +291,10 @@ def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
                 for ref in dict.fromkeys(cfg.models):
                     for model in resolve_model(ref, my_formats, embd_type=cfg.embd_type,
                                                output_type=cfg.output_type):
-                        variants.append(Variant(name, model, t, opts, llm, swept))
+                        variants.append(Variant(name, model, t, opts, llm, swept, limits=limits))
             for fmt in my_formats if kernel else []:
                 for mode in dict.fromkeys(cfg.cache):
-                    variants.append(Variant(name, KernelWeights(fmt), t, opts, kernel, swept, mode))
+                    variants.append(Variant(name, KernelWeights(fmt), t, opts, kernel, swept, mode, limits))
     return variants
 
 

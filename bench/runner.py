@@ -23,6 +23,7 @@ from bench.bandwidth import last_level_cache_bytes
 from bench.config import RunConfig, Variant, case_id
 from bench.memory import merge_peaks
 from bench.metrics import kernel_metrics, llm_metrics
+from bench.profiles import child_limits, memory_cgroup, remove_cgroup
 from bench.records import Record, ResultsStore
 from bench.workloads import Workload
 
@@ -63,11 +64,24 @@ def describe_failure(returncode: int | None, log: str) -> str:
     return f"{how}: {detail}" if detail else how
 
 
-def run_child(job: dict, timeout: float) -> ChildOutcome:
+def run_child(job: dict, timeout: float, limits: dict | None = None) -> ChildOutcome:
     """Run bench.worker on `job` in its own session (Ctrl-C reaches us, and we stop it).
 
-    Thread pools that read the environment (OpenMP, BLAS) get the case's thread count."""
+    Thread pools that read the environment (OpenMP, BLAS) get the case's thread count; an edge
+    profile's `limits` pin the child's CPUs and cap its memory."""
     env = {**os.environ, **{k: str(job["n_threads"]) for k in THREAD_ENV}}
+    cgroup, preexec = None, None
+    if limits is not None:
+        cgroup, limits["cgroup"] = memory_cgroup(f"tritbench-{os.getpid()}") if limits.get("memory_bytes") else (
+            None, "not needed: no memory cap")
+        preexec = child_limits(limits, cgroup)
+    try:
+        return _run_child(job, timeout, env, preexec)
+    finally:
+        remove_cgroup(cgroup)
+
+
+def _run_child(job: dict, timeout: float, env: dict, preexec) -> ChildOutcome:
     with tempfile.TemporaryDirectory(prefix="tritbench-") as tmp:
         job_path, result_path, log_path = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")
         job_path.write_text(json.dumps({**job, "result_path": str(result_path)}))
@@ -75,6 +89,7 @@ def run_child(job: dict, timeout: float) -> ChildOutcome:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bench.worker", str(job_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env,
+                preexec_fn=preexec,
             )
             try:
                 rc: int | None = proc.wait(timeout=timeout)
@@ -190,7 +205,11 @@ class Runner:
             # the same weights in every round and format: seeded by the run's seed only
             job.update(format=v.model.format, seed=self.cfg.seed, min_rep_s=KERNEL_MIN_REP_S,
                        min_total_bytes=cold_bytes() if v.cache == "cold" else 0)
-        outcome = run_child(job, self.cfg.timeout)
+        outcome = run_child(job, self.cfg.timeout, v.limits)
+        if outcome.error and v.limits:
+            cap = v.limits.get("memory_bytes")
+            outcome.error += (f" (under profile {v.limits['name']}: {len(v.limits['cpus'])} CPUs"
+                              + (f", memory cap {cap / (1 << 30):.2f} GiB)" if cap else ")"))
         result = outcome.result or {}
         vr.backend_info = result.get("backend_info") or vr.backend_info
         vr.settings = result.get("settings") or vr.settings
@@ -249,6 +268,8 @@ class Runner:
             "rounds": self.rounds,
         }
         model = {**vr.model_info, "name": v.model.name, "format": v.model.format}
+        if v.limits:
+            settings["profile"] = v.limits
         if v.is_kernel:
             settings.update(cache=v.cache, weight_copies=kernel.get("copies"))
             model.update(name=f"{w.K}x{w.N}", n_params=w.K * w.N)

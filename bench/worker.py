@@ -186,5 +186,6 @@ if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1]))
     except Exception as exc:  # reported to the parent through stderr and the exit code
-        print(f"tritbench-worker-error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        detail = str(exc) or ("out of memory" if isinstance(exc, MemoryError) else "no message")
+        print(f"tritbench-worker-error: {type(exc).__name__}: {detail}", file=sys.stderr, flush=True)
         sys.exit(3)

@@ -20,7 +20,11 @@ class _Session:
         self.n_prompt = self.n_gen = 0
 
     def effective_settings(self):
-        return {"n_threads": 1}
+        # read from inside the child: what the harness really applied
+        import resource
+
+        return {"n_threads": 1, "affinity": sorted(os.sched_getaffinity(0)),
+                "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0]}
 
     def reset(self):
         pass
