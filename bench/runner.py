@@ -44,6 +44,7 @@ def cold_bytes() -> int:
 class ChildOutcome:
     result: dict | None
     error: str | None  # None: the child finished normally
+    cgroup: str | None = None  # under a profile: whether a memory cgroup was applied, or why not
 
 
 def describe_failure(returncode: int | None, log: str) -> str:
@@ -70,15 +71,17 @@ def run_child(job: dict, timeout: float, limits: dict | None = None) -> ChildOut
     Thread pools that read the environment (OpenMP, BLAS) get the case's thread count; an edge
     profile's `limits` pin the child's CPUs and cap its memory."""
     env = {**os.environ, **{k: str(job["n_threads"]) for k in THREAD_ENV}}
-    cgroup, preexec = None, None
-    if limits is not None:
-        cgroup, limits["cgroup"] = memory_cgroup(f"tritbench-{os.getpid()}") if limits.get("memory_bytes") else (
-            None, "not needed: no memory cap")
-        preexec = child_limits(limits, cgroup)
+    if limits is None:
+        return _run_child(job, timeout, env, None)
+    cgroup, status = None, "not needed: no memory cap"
+    if limits.get("memory_bytes"):
+        cgroup, status = memory_cgroup(f"tritbench-{os.getpid()}")
     try:
-        return _run_child(job, timeout, env, preexec)
+        outcome = _run_child(job, timeout, env, child_limits(limits, cgroup))
     finally:
         remove_cgroup(cgroup)
+    outcome.cgroup = status
+    return outcome
 
 
 def _run_child(job: dict, timeout: float, env: dict, preexec) -> ChildOutcome:
@@ -206,6 +209,7 @@ class Runner:
             job.update(format=v.model.format, seed=self.cfg.seed, min_rep_s=KERNEL_MIN_REP_S,
                        min_total_bytes=cold_bytes() if v.cache == "cold" else 0)
         outcome = run_child(job, self.cfg.timeout, v.limits)
+        state["cgroup"] = outcome.cgroup
         if outcome.error and v.limits:
             cap = v.limits.get("memory_bytes")
             outcome.error += (f" (under profile {v.limits['name']}: {len(v.limits['cpus'])} CPUs"
@@ -269,7 +273,7 @@ class Runner:
         }
         model = {**vr.model_info, "name": v.model.name, "format": v.model.format}
         if v.limits:
-            settings["profile"] = v.limits
+            settings["profile"] = {**v.limits, "cgroup": vr.states[-1].get("cgroup") if vr.states else None}
         if v.is_kernel:
             settings.update(cache=v.cache, weight_copies=kernel.get("copies"))
             model.update(name=f"{w.K}x{w.N}", n_params=w.K * w.N)
