@@ -111,6 +111,12 @@ class BaseMeter:
             return f"{self.kind}: {' '.join(map(str, exc.cmd))} did not answer within {exc.timeout:g} s"
         return f"{self.kind}: {type(exc).__name__}: {exc}"
 
+    def probe_failure(self, exc: BaseException) -> str:
+        """Why the hardware, found when the meter was built, cannot be read (without the kind prefix)."""
+        if isinstance(exc, OSError) and not isinstance(exc, PermissionError) and exc.filename:
+            return f"cannot read {exc.filename}: {exc.strerror or exc}"
+        return self.describe(exc).removeprefix(f"{self.kind}: ")
+
     def start(self) -> None:
         """Begin a window (a no-op for an unavailable meter)."""
         self.reading = None
@@ -121,7 +127,7 @@ class BaseMeter:
         self._running, self._failure = True, None
         try:
             self._begin()
-        except (OSError, ValueError, MeterError, subprocess.SubprocessError) as exc:
+        except Exception as exc:  # a meter never stops the benchmark; the reading will say what happened
             self._failure = self.describe(exc)
 
     def stop(self) -> EnergyReading:
@@ -134,7 +140,7 @@ class BaseMeter:
             self._running = False
             try:
                 reading = self._end()
-            except (OSError, ValueError, MeterError, subprocess.SubprocessError) as exc:
+            except Exception as exc:  # as in start()
                 reading = EnergyReading.unavailable(self._failure or self.describe(exc))
             if self._failure:
                 reading = EnergyReading.unavailable(self._failure)
@@ -174,7 +180,6 @@ class PollingMeter(BaseMeter):
 
     source = "polled"
     MIN_INTERVAL_S = 0.01
-    MAX_INTERVAL_S = 60.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -187,6 +192,11 @@ class PollingMeter(BaseMeter):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
+
+    def _interval(self, interval_s: float | None, default: float, min_interval_s: float | None) -> float:
+        """The polling interval: the one asked for (or the source's default), never below the floor."""
+        floor = self.MIN_INTERVAL_S if min_interval_s is None else min_interval_s
+        return max(floor, interval_s or default)
 
     def _begin(self) -> None:
         self._joules = dict.fromkeys(self.domains + self.parts, 0.0)
@@ -206,7 +216,7 @@ class PollingMeter(BaseMeter):
             next_t += self.interval_s
             try:
                 self._poll()
-            except (OSError, ValueError, MeterError, subprocess.SubprocessError) as exc:
+            except Exception as exc:  # any failure, even unforeseen, must void the window, not shorten it
                 self._failure = self.describe(exc)
                 return
             # after a stall, poll again at once rather than in a burst of catch-up polls
@@ -235,9 +245,12 @@ class PollingMeter(BaseMeter):
         power = self._read_power() if self._read_power else {}
         t1 = time.perf_counter()
         t = (t0 + t1) / 2  # a slow command's reading belongs to the middle of its call
-        for d in self.domains + self.parts:
+        tracked = self.domains + self.parts
+        for d in tracked:
             if d not in counts and d not in power:
                 raise MeterError(f"{d} is missing from a reading")
+        counts = {d: v for d, v in counts.items() if d in tracked}
+        power = {d: v for d, v in power.items() if d in tracked}
         with self._lock:
             if not first:
                 gap = t - self._t_last

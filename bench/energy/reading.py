@@ -92,7 +92,9 @@ class MeterProbe:
     kind: str
     available: bool
     reason: str | None
-    domains: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)  # what a reading would add up
+    parts: list[str] = field(default_factory=list)  # read for information only (contained in a domain)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "available": self.available, "reason": self.reason, "domains": list(self.domains)}
+        return {"kind": self.kind, "available": self.available, "reason": self.reason,
+                "domains": list(self.domains), "parts": list(self.parts)}
