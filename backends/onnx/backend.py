@@ -1,0 +1,109 @@
+"""The onnxruntime kernel backend: tritbench's add-only TernaryMatMul against onnxruntime's own kernels.
+
+Every format multiplies by the same seeded ternary weights (`models.matrices.ternary_matrix`). Calls
+go through IO binding with preallocated input and output, so a call is the kernel plus onnxruntime's
+dispatch, not Python tensor conversion.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from bench.plugin import MAX_WEIGHT_COPIES, Option
+from models.matrices import ternary_matrix
+
+TERNARY = ("tern2", "tern1.67")
+BASELINES = ("fp32", "fp16", "nbits4", "nbits2", "int8")
+
+
+def _model(fmt: str, t: np.ndarray, scale: float, M: int, options: dict):
+    from backends.onnx import graphs
+
+    if fmt in TERNARY:
+        return graphs.ternary_matmul_model(t, scale, fmt, M=M)
+    return graphs.baseline_model(fmt, t, scale, M=M, accuracy_level=options["accuracy_level"],
+                                 block_size=options["nbits_block"])
+
+
+def _initializer_bytes(model) -> int:
+    from onnx import numpy_helper
+
+    return sum(numpy_helper.to_array(init).nbytes for init in model.graph.initializer)
+
+
+class OnnxKernelSession:
+    def __init__(self, fmt, M, K, N, n_threads, options, seed, min_total_bytes):
+        import onnxruntime as ort
+
+        from backends.onnx import graphs
+
+        t, scale = ternary_matrix(K, N, seed)
+        model = _model(fmt, t, scale, M, options)
+        stored = _initializer_bytes(model)
+        # x86 onnxruntime folds fp16 weights into an fp32 initializer: 4 bytes per weight are streamed
+        self.weight_bytes = K * N * 4 if fmt == "fp16" else stored
+        self.copies = min(MAX_WEIGHT_COPIES, max(1, -(-min_total_bytes // self.weight_bytes)))
+        blob = model.SerializeToString()
+        # many sessions' idle pools must not spin and steal the cores from the one that is running
+        spinning = self.copies == 1
+        opts = graphs.session_options(n_threads, spinning=spinning)
+        # one session per weight copy: each holds its own weights, so cold calls really read DRAM
+        self.sessions = [ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+                         for _ in range(self.copies)]
+        dtype = np.float16 if fmt == "fp16" else np.float32
+        x = np.random.default_rng(seed).standard_normal((M, K)).astype(dtype)
+        self._x = ort.OrtValue.ortvalue_from_numpy(x)
+        self._y = ort.OrtValue.ortvalue_from_shape_and_type([M, N], dtype)
+        self.bindings = []
+        for sess in self.sessions:
+            b = sess.io_binding()
+            b.bind_ortvalue_input(sess.get_inputs()[0].name, self._x)
+            b.bind_ortvalue_output(sess.get_outputs()[0].name, self._y)
+            self.bindings.append(b)
+        meta = graphs.baseline_metadata(fmt) if fmt in BASELINES else {"compute": "tritbench TernaryMatMul"}
+        self._settings = {
+            "n_threads": n_threads,
+            "compute": meta["compute"],
+            "stored_weight_bytes": stored,
+            "thread_pool_spinning": spinning,
+            "onnxruntime": ort.__version__,
+        }
+        self._next = 0
+
+    def effective_settings(self) -> dict:
+        return self._settings
+
+    def run(self) -> None:
+        self.sessions[self._next].run_with_iobinding(self.bindings[self._next])
+        self._next = (self._next + 1) % self.copies
+
+    def close(self) -> None:
+        self.bindings, self.sessions = [], []
+
+
+class OnnxBackend:
+    name: ClassVar[str] = "onnx"
+    formats: ClassVar[tuple[str, ...]] = TERNARY + BASELINES
+    workload_kinds: ClassVar[tuple[str, ...]] = ("gemv", "gemm")
+    options: ClassVar[dict[str, Option]] = {
+        "accuracy_level": Option(int, 4, "MatMulNBits accuracy_level (4: int8 activations, its fast path)"),
+        "nbits_block": Option(int, 32, "MatMulNBits block size"),
+    }
+
+    def info(self) -> dict:
+        import onnx
+        import onnxruntime as ort
+
+        from backends.onnx import graphs
+
+        info = {"version": ort.__version__, "onnx": onnx.__version__}
+        try:
+            info["custom_op_library"] = str(graphs.library_path())
+        except graphs.LibraryNotBuiltError as exc:
+            info["custom_op_library"] = f"unavailable: {exc}"
+        return info
+
+    def open_kernel(self, fmt, M, K, N, n_threads, options, seed, min_total_bytes) -> OnnxKernelSession:
+        return OnnxKernelSession(fmt, M, K, N, n_threads, options, seed, min_total_bytes)

@@ -1,0 +1,220 @@
+/* The onnxruntime custom op tritbench.TernaryMatMul (opset 1):
+ *   inputs  X float [..., K], packed uint8 [packed_size(K, N, packing)], scale float scalar
+ *   attrs   K, N (int), packing ("tern2" | "tern1.67")
+ *   output  Y float [..., N]
+ * Inputs are declared type-polymorphic so that a wrong dtype reaches KernelCompute and fails with this
+ * op's own message instead of a generic type error. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ort_abi.h"
+#include "tb_driver.h"
+
+#define TB_EXPORT __attribute__((visibility("default")))
+#define API(a, name) ((fn_##name)((void *const *)(a))[SLOT_##name])
+#define TB_MAX_RANK 32
+
+typedef struct {
+    const OrtApi *api;
+    int64_t K, N;
+    int packing;
+    char packing_name[16];
+} tb_kernel;
+
+static OrtStatus *tb_error(const OrtApi *api, const char *fmt, const char *detail) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "TernaryMatMul: %s%s", fmt, detail ? detail : "");
+    return API(api, CreateStatus)(ORT_INVALID_ARGUMENT, msg);
+}
+
+static const char *tb_elem_name(int t) {
+    static const char *names[] = {"undefined", "float32", "uint8",  "int8",   "uint16", "int16",
+                                  "int32",     "int64",   "string", "bool",   "float16", "float64",
+                                  "uint32",    "uint64",  "complex64", "complex128", "bfloat16"};
+    return t >= 0 && t < (int)(sizeof names / sizeof *names) ? names[t] : "other";
+}
+
+static OrtStatus *tb_create_kernel(const OrtCustomOp *op, const OrtApi *api, const OrtKernelInfo *info,
+                                   void **out) {
+    (void)op;
+    tb_kernel k = {.api = api};
+    OrtStatus *st;
+    char detail[128];
+    if ((st = API(api, KernelInfoGetAttribute_int64)(info, "K", &k.K))) {
+        API(api, ReleaseStatus)(st);
+        return tb_error(api, "missing int attribute K", NULL);
+    }
+    if ((st = API(api, KernelInfoGetAttribute_int64)(info, "N", &k.N))) {
+        API(api, ReleaseStatus)(st);
+        return tb_error(api, "missing int attribute N", NULL);
+    }
+    size_t size = sizeof k.packing_name;
+    if ((st = API(api, KernelInfoGetAttribute_string)(info, "packing", k.packing_name, &size))) {
+        API(api, ReleaseStatus)(st);
+        return tb_error(api, "missing or over-long string attribute packing (expected tern2 or tern1.67)", NULL);
+    }
+    if (k.K < 1 || k.N < 1) {
+        snprintf(detail, sizeof detail, "K=%lld N=%lld", (long long)k.K, (long long)k.N);
+        return tb_error(api, "attributes K and N must be positive, got ", detail);
+    }
+    k.packing = tb_packing_from_name(k.packing_name);
+    if (k.packing < 0) return tb_error(api, "unknown packing (expected tern2 or tern1.67): ", k.packing_name);
+    tb_kernel *heap = malloc(sizeof k);
+    if (!heap) return tb_error(api, "out of memory", NULL);
+    *heap = k;
+    *out = heap;
+    return NULL;
+}
+
+static void tb_destroy_kernel(void *kernel) { free(kernel); }
+
+/* Element type, rank and dims of one input. */
+static OrtStatus *tb_describe(const OrtApi *api, const OrtValue *v, int *type, size_t *rank, int64_t *dims) {
+    OrtTensorTypeAndShapeInfo *info;
+    OrtStatus *st = API(api, GetTensorTypeAndShape)(v, &info);
+    if (st) return st;
+    if (!(st = API(api, GetTensorElementType)(info, type)) && !(st = API(api, GetDimensionsCount)(info, rank))) {
+        if (*rank > TB_MAX_RANK)
+            st = tb_error(api, "tensor rank above 32", NULL);
+        else
+            st = API(api, GetDimensions)(info, dims, *rank);
+    }
+    API(api, ReleaseTensorTypeAndShapeInfo)(info);
+    return st;
+}
+
+static void tb_shape_str(const int64_t *dims, size_t rank, char *buf, size_t len) {
+    size_t n = (size_t)snprintf(buf, len, "[");
+    for (size_t i = 0; i < rank && n < len; i++) n += (size_t)snprintf(buf + n, len - n, i ? ", %lld" : "%lld",
+                                                                     (long long)dims[i]);
+    if (n < len) snprintf(buf + n, len - n, "]");
+}
+
+typedef struct {
+    const OrtApi *api;
+    const OrtKernelContext *ctx;
+} tb_ort_runner;
+
+static int tb_ort_parallel_for(void *runner, void (*fn)(void *, size_t), size_t total, void *user) {
+    tb_ort_runner *r = runner;
+    OrtStatus *st = API(r->api, KernelContext_ParallelFor)(r->ctx, fn, total, 0, user);
+    if (!st) return 0;
+    API(r->api, ReleaseStatus)(st);
+    return -1;
+}
+
+static OrtStatus *tb_compute(void *kernel, OrtKernelContext *ctx) {
+    const tb_kernel *k = kernel;
+    const OrtApi *api = k->api;
+    OrtStatus *st;
+    char detail[320], shape[200];
+    size_t ninputs;
+    if ((st = API(api, KernelContext_GetInputCount)(ctx, &ninputs))) return st;
+    if (ninputs != 3) return tb_error(api, "expects 3 inputs (X, packed, scale)", NULL);
+    const OrtValue *vx, *vw, *vs;
+    if ((st = API(api, KernelContext_GetInput)(ctx, 0, &vx))) return st;
+    if ((st = API(api, KernelContext_GetInput)(ctx, 1, &vw))) return st;
+    if ((st = API(api, KernelContext_GetInput)(ctx, 2, &vs))) return st;
+    if (!vx || !vw || !vs) return tb_error(api, "an input is missing", NULL);
+
+    int tx, tw, ts;
+    size_t rx, rw, rs;
+    int64_t dx[TB_MAX_RANK], dw[TB_MAX_RANK], ds[TB_MAX_RANK];
+    if ((st = tb_describe(api, vx, &tx, &rx, dx))) return st;
+    if ((st = tb_describe(api, vw, &tw, &rw, dw))) return st;
+    if ((st = tb_describe(api, vs, &ts, &rs, ds))) return st;
+
+    if (tx != TB_ELEM_FLOAT) return tb_error(api, "input X must be float32, got ", tb_elem_name(tx));
+    if (rx == 0) return tb_error(api, "input X must have rank >= 1 ([..., K]), got a scalar", NULL);
+    if (dx[rx - 1] != k->K) {
+        tb_shape_str(dx, rx, shape, sizeof shape);
+        snprintf(detail, sizeof detail, "%s but attribute K=%lld", shape, (long long)k->K);
+        return tb_error(api, "input X's last dimension must equal K: X has shape ", detail);
+    }
+    if (tw != TB_ELEM_UINT8) return tb_error(api, "input packed must be uint8, got ", tb_elem_name(tw));
+    int64_t want = tb_packed_size(k->K, k->N, k->packing), have = 1;
+    for (size_t i = 0; i < rw; i++) have *= dw[i];
+    if (rw != 1 || have != want) {
+        tb_shape_str(dw, rw, shape, sizeof shape);
+        snprintf(detail, sizeof detail, "%s but K=%lld, N=%lld, packing=%s needs a 1-D array of %lld bytes", shape,
+                 (long long)k->K, (long long)k->N, k->packing_name, (long long)want);
+        return tb_error(api, "packed weights do not match the attributes: packed has shape ", detail);
+    }
+    if (ts != TB_ELEM_FLOAT) return tb_error(api, "input scale must be float32, got ", tb_elem_name(ts));
+    int64_t scount = 1;
+    for (size_t i = 0; i < rs; i++) scount *= ds[i];
+    if (rs > 1 || scount != 1) {
+        tb_shape_str(ds, rs, shape, sizeof shape);
+        return tb_error(api, "input scale must be a scalar (shape [] or [1]), got shape ", shape);
+    }
+
+    size_t M = 1;
+    for (size_t i = 0; i + 1 < rx; i++) M *= (size_t)dx[i];
+    int64_t dy[TB_MAX_RANK];
+    memcpy(dy, dx, rx * sizeof *dx);
+    dy[rx - 1] = k->N;
+    OrtValue *vy;
+    if ((st = API(api, KernelContext_GetOutput)(ctx, 0, dy, rx, &vy))) return st;
+    if (M == 0) return NULL;
+
+    void *px, *pw, *ps, *py;
+    if ((st = API(api, GetTensorMutableData)((OrtValue *)vx, &px))) return st;
+    if ((st = API(api, GetTensorMutableData)((OrtValue *)vw, &pw))) return st;
+    if ((st = API(api, GetTensorMutableData)((OrtValue *)vs, &ps))) return st;
+    if ((st = API(api, GetTensorMutableData)(vy, &py))) return st;
+
+    const tb_kernels *kern = tb_select(detail, sizeof detail);
+    if (!kern) return API(api, CreateStatus)(ORT_FAIL, detail);
+    tb_ort_runner runner = {api, ctx};
+    if (tb_matmul(kern, px, M, (size_t)k->K, pw, k->packing, (size_t)k->N, *(const float *)ps, py,
+                  tb_ort_parallel_for, &runner, detail, sizeof detail))
+        return tb_error(api, "", detail);
+    return NULL;
+}
+
+static const char *tb_op_name(const OrtCustomOp *op) { (void)op; return "TernaryMatMul"; }
+static const char *tb_op_ep(const OrtCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
+static int tb_input_type(const OrtCustomOp *op, size_t i) { (void)op; (void)i; return TB_ELEM_UNDEFINED; }
+static size_t tb_input_count(const OrtCustomOp *op) { (void)op; return 3; }
+static int tb_output_type(const OrtCustomOp *op, size_t i) { (void)op; (void)i; return TB_ELEM_FLOAT; }
+static size_t tb_output_count(const OrtCustomOp *op) { (void)op; return 1; }
+static int tb_required(const OrtCustomOp *op, size_t i) { (void)op; (void)i; return TB_INPUT_OUTPUT_REQUIRED; }
+static int tb_mem_default(const OrtCustomOp *op, size_t i) { (void)op; (void)i; return TB_MEM_TYPE_DEFAULT; }
+static int tb_one(const OrtCustomOp *op) { (void)op; return 1; }
+static int tb_end_version(const OrtCustomOp *op) { (void)op; return 0x7fffffff; }
+
+static const OrtCustomOp tb_op = {
+    .version = TB_ORT_API_VERSION,
+    .CreateKernel = NULL,
+    .GetName = tb_op_name,
+    .GetExecutionProviderType = tb_op_ep,
+    .GetInputType = tb_input_type,
+    .GetInputTypeCount = tb_input_count,
+    .GetOutputType = tb_output_type,
+    .GetOutputTypeCount = tb_output_count,
+    .KernelCompute = NULL,
+    .KernelDestroy = tb_destroy_kernel,
+    .GetInputCharacteristic = tb_required,
+    .GetOutputCharacteristic = tb_required,
+    .GetInputMemoryType = tb_mem_default,
+    .GetVariadicInputMinArity = tb_one,
+    .GetVariadicInputHomogeneity = tb_one,
+    .GetVariadicOutputMinArity = tb_one,
+    .GetVariadicOutputHomogeneity = tb_one,
+    .CreateKernelV2 = tb_create_kernel,
+    .KernelComputeV2 = tb_compute,
+    .InferOutputShapeFn = NULL,
+    .GetStartVersion = tb_one,
+    .GetEndVersion = tb_end_version,
+};
+
+TB_EXPORT OrtStatus *RegisterCustomOps(OrtSessionOptions *options, const OrtApiBase *base) {
+    const OrtApi *api = base->GetApi(TB_ORT_API_VERSION);
+    if (!api) return NULL; /* onnxruntime older than 1.17: nothing we can report through */
+    OrtCustomOpDomain *domain;
+    OrtStatus *st = API(api, CreateCustomOpDomain)("tritbench", &domain);
+    if (!st) st = API(api, CustomOpDomain_Add)(domain, &tb_op);
+    if (!st) st = API(api, AddCustomOpDomain)(options, domain);
+    return st;
+}

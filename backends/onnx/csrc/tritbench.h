@@ -1,0 +1,68 @@
+/* Internal interface between the driver (tb_driver.c) and the per-CPU kernel paths (tb_portable.c,
+ * tb_avx2.c, tb_neon.c). The packed layouts are documented in backends/onnx/packing.py.
+ *
+ * Naming: functions named tk_* are the integer kernels and hold no multiply instruction (checked by
+ * tests/test_onnx_disasm.py); tk_rescale is the one place that multiplies, a float per output.
+ * tq_* quantize activations to int8 (float work, outside the integer kernel). */
+#ifndef TRITBENCH_H
+#define TRITBENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TB_TILE_N 64
+#define TB_TERN2 0
+#define TB_TERN167 1
+/* Bytes of activation table per step and row: a step is one pair of groups (tern2, 4 K rows) or one duo
+ * of pairs (tern1.67, 12 K rows); each pair has two 16-entry int16 tables split in low/high bytes. */
+#define TB_TAB_PAIR 64
+/* Weight bytes per step and tile. */
+#define TB_STEP_TERN2 64
+#define TB_STEP_TERN167 160
+
+typedef struct tb_kernels {
+    const char *name;
+    /* Quantize one row of k floats to int8 (rint, clamp +-127), zero-fill up to kp; return absmax, or 0
+     * (and all-zero q) when 127/absmax is not finite. */
+    float (*quantize)(const float *x, size_t k, size_t kp, int8_t *q);
+    /* Build one row's lookup tables: npairs * TB_TAB_PAIR bytes from kp = npairs * (4 or 6) int8. */
+    void (*tables)(int packing, const int8_t *q, size_t npairs, uint8_t *tab);
+    /* Add to out[r * 64 + c] (r < rows) the table sums of nsteps steps of one tile's weights w, reading
+     * row r's tables at tab + r * tab_stride. tern1.67 negative groups add ~v = -v - 1: the driver adds
+     * the per-column count stored after the tile's weights. */
+    void (*tile)(int packing, const uint8_t *w, const uint8_t *tab, size_t tab_stride, size_t rows,
+                 size_t nsteps, int32_t *out);
+    /* Optional GEMM path for many rows ("row LUT"): tables indexed by a whole weight code (81 entries per
+     * 4 weights for tern2, 27 per 3 weights for tern1.67) whose entries are vectors over 16 * r16 rows
+     * (int16), so one code adds 4 (3) weights x 16 * r16 rows with r16 vector adds. NULL where a path has
+     * none. rowtab: from qt (units * 4 (3) K-rows, each 16 * r16 int16 activations of consecutive rows)
+     * build units * entries * 32 * r16 bytes of tables. */
+    void (*rowtab)(int packing, const int16_t *qt, size_t units, size_t r16, uint8_t *tab);
+    /* rowlut: for nsteps steps of one tile (at most TB_ROWLUT_STEPS), add the exact sums to
+     * acc[c * 16 * r16 + r] (c < 64); codes is scratch of TB_ROWLUT_GROUPS * 64 uint16. */
+    void (*rowlut)(int packing, const uint8_t *w, size_t nsteps, const uint8_t *tab, size_t r16, uint16_t *codes,
+                   int32_t *acc);
+} tb_kernels;
+
+/* Row-LUT k-blocks: int16 sums of at most 64 tables of |v| <= 508 (tern2, 4 weights) or 84 of |v| <= 381
+ * (tern1.67, 3 weights); tern2 blocks are halved to keep a block's tables within L2. */
+#define TB_ROWLUT_STEPS_TERN2 32
+#define TB_ROWLUT_STEPS_TERN167 21
+#define TB_ROWLUT_GROUPS 84
+
+extern const tb_kernels tb_kernels_portable;
+#if defined(__x86_64__) || defined(__i386__)
+extern const tb_kernels tb_kernels_avx2;
+#endif
+#if defined(__aarch64__)
+extern const tb_kernels tb_kernels_neon;
+#endif
+
+/* y[i] = (float)acc[i] * rescale. */
+void tk_rescale(const int32_t *acc, size_t n, float rescale, float *y);
+
+/* Portable helpers shared by the paths. */
+float tq_portable_quantize(const float *x, size_t k, size_t kp, int8_t *q);
+void tq_quantize_tail(const float *x, size_t k, float inv, int8_t *q);
+
+#endif

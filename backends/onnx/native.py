@@ -1,0 +1,71 @@
+"""ctypes access to the library's plain C API (no onnxruntime): which kernel path runs, a direct matmul,
+the packed size, and a streaming-read bandwidth probe."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+
+from backends.onnx.build import library_path
+
+
+@functools.cache
+def _lib() -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(library_path()))
+    lib.tritbench_kernel_name.restype = ctypes.c_char_p
+    lib.tritbench_available_kernels.restype = ctypes.c_char_p
+    lib.tritbench_packed_size.restype = ctypes.c_int64
+    lib.tritbench_packed_size.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_char_p]
+    lib.tritbench_matmul.restype = ctypes.c_int
+    lib.tritbench_matmul.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                     ctypes.c_char_p, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p,
+                                     ctypes.c_char_p, ctypes.c_size_t]
+    lib.tritbench_stream_read.restype = ctypes.c_uint64
+    lib.tritbench_stream_read.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return lib
+
+
+def kernel_name() -> str | None:
+    """The kernel path the next call will use (TRITBENCH_KERNEL honoured); None if TRITBENCH_KERNEL is invalid."""
+    name = _lib().tritbench_kernel_name()
+    return name.decode() if name else None
+
+
+def available_kernels() -> list[str]:
+    """Kernel paths this CPU and build can run, best first (e.g. ['avx2', 'portable'])."""
+    return _lib().tritbench_available_kernels().decode().split(",")
+
+
+def packed_size(K: int, N: int, packing: str) -> int:
+    """The C library's packed size (must agree with packing.packed_size)."""
+    return int(_lib().tritbench_packed_size(K, N, packing.encode()))
+
+
+def matmul(x: np.ndarray, packed: np.ndarray, K: int, N: int, packing: str, scale: float) -> np.ndarray:
+    """TernaryMatMul on the calling thread, without onnxruntime: x [..., K] -> [..., N] float32."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim < 1 or x.shape[-1] != K:
+        raise ValueError(f"x must have shape [..., K={K}], got {x.shape}")
+    packed = np.ascontiguousarray(packed, dtype=np.uint8)
+    M = int(np.prod(x.shape[:-1], dtype=np.int64)) if x.ndim > 1 else 1
+    y = np.empty((*x.shape[:-1], N), np.float32)
+    err = ctypes.create_string_buffer(512)
+    rc = _lib().tritbench_matmul(x.ctypes.data, M, x.shape[-1], packed.ctypes.data, packed.size, packing.encode(), N,
+                                 scale, y.ctypes.data, err, len(err))
+    if rc != 0:
+        raise ValueError(err.value.decode())
+    return y
+
+
+def stream_read_gbs(buf: np.ndarray, reps: int = 5) -> float:
+    """Best GB/s of one thread streaming `buf` (make it larger than the last-level cache)."""
+    import time
+
+    best = 0.0
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        _lib().tritbench_stream_read(buf.ctypes.data, buf.nbytes)
+        best = max(best, buf.nbytes / (time.perf_counter_ns() - t0))
+    return best
