@@ -9,18 +9,24 @@ STAMP := $(VENV)/.tritbench-installed
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
+# The onnxruntime backend's custom op, compiled with the system compiler.
+ONNX_LIB := backends/onnx/lib/libtritbench_ternary.so
+
 .PHONY: run test install lint clean
 
-run: $(STAMP)
+run: $(STAMP) $(ONNX_LIB)
 	$(BIN)/bench run $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(ONNX_LIB)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(ONNX_LIB): $(wildcard backends/onnx/csrc/*.c backends/onnx/csrc/*.h) backends/onnx/csrc/Makefile
+	$(MAKE) -C backends/onnx/csrc
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-install: $(STAMP)
+install: $(STAMP) $(ONNX_LIB)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { \
@@ -36,3 +42,4 @@ $(STAMP): pyproject.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+	$(MAKE) -C backends/onnx/csrc clean

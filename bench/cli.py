@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench import machine, plugin
+from bench.cli_cost import cost
 from bench.config import build_plan, case_id, load_suite, make_config
 from bench.errors import BenchError, ConfigError
 from bench.output import render
@@ -97,6 +98,21 @@ def _ensure_models(variants) -> dict[str, dict]:
     return infos
 
 
+def _idle_baseline(cfg):
+    """The meter's idle reading before any case runs, or None (with a warning saying why)."""
+    from bench.energy import measure_idle, select_meter
+
+    meter = select_meter(cfg.energy)
+    if not meter.available:
+        if cfg.energy != "none":
+            err.print(f"[yellow]warning:[/] energy: {meter.reason}", soft_wrap=True)
+        return None
+    if cfg.idle_s <= 0:
+        return None
+    with err.status(f"measuring idle power for {cfg.idle_s:g} s..."):
+        return measure_idle(meter, cfg.idle_s)
+
+
 def _probe_bandwidth(variants) -> dict[int, dict]:
     """Read bandwidth at each thread count kernel variants use, measured now, in this session."""
     from bench.bandwidth import read_bandwidth
@@ -133,6 +149,8 @@ def run(
     out: Annotated[str | None, typer.Option("--out", help="Results folder")] = None,
     output: Annotated[str | None, typer.Option("-o", "--output", help="md, csv, json or jsonl")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds before a child is killed")] = None,
+    energy: Annotated[str | None, typer.Option("--energy", help="Energy meter (auto, none, ...)")] = None,
+    idle_s: Annotated[float | None, typer.Option("--idle-s", help="Idle-power baseline seconds (0: none)")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the random token traces")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the latest run in --out")] = False,
 ) -> None:
@@ -144,7 +162,7 @@ def run(
         "depth": _ints(depth, "-d"), "threads": _ints(threads, "-t"), "repetitions": repetitions,
         "workloads": _split(workloads), "shapes": _split(shapes), "M": _ints(rows, "-M"), "cache": _split(cache),
         "warmups": warmups, "rounds": rounds, "options": _options(opt), "out": out, "output": output,
-        "timeout": timeout, "seed": seed,
+        "timeout": timeout, "seed": seed, "energy": energy, "idle_s": idle_s,
     }
     cfg = make_config(load_suite(suite), overrides)
     variants = build_plan(cfg, machine.physical_cores())
@@ -162,8 +180,10 @@ def run(
     def warn(msg: str) -> None:
         err.print(f"[yellow]warning:[/] {msg}", soft_wrap=True)
 
+    idle = _idle_baseline(cfg)
     bandwidth = _probe_bandwidth(variants)
-    runner = Runner(cfg, runs, store, machine.fingerprint(), on_warning=warn, read_bandwidth=bandwidth)
+    runner = Runner(cfg, runs, store, machine.fingerprint(), on_warning=warn, read_bandwidth=bandwidth,
+                    idle=idle)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=err, transient=True) as progress:
@@ -273,8 +293,10 @@ def machine_cmd(
     import json
 
     from bench.bandwidth import read_bandwidth
+    from bench.energy import probe_meters
 
-    info = {"machine": machine.fingerprint(), "state": machine.state()}
+    info = {"machine": machine.fingerprint(), "state": machine.state(),
+            "energy": {p.kind: p.to_dict() for p in probe_meters()}}
     if not no_bandwidth:
         cores = machine.physical_cores()
         with err.status("probing read bandwidth..."):
@@ -287,6 +309,9 @@ def machine_cmd(
         for k, v in values.items():
             table.add_row(f"{section}.{k}", json.dumps(v) if isinstance(v, (dict, list)) else str(v))
     _stdout().print(table)
+
+
+app.command("cost")(cost)
 
 
 def main() -> None:

@@ -56,6 +56,8 @@ class RunConfig:
     out: str = "results"
     output: str = "md"
     timeout: float = 1800.0
+    energy: str = "auto"  # energy meter: auto, rapl, pyrapl, jetson, hwmon, pi5, powermetrics, none
+    idle_s: float = 2.0  # idle-power baseline before the run (0: none)
     seed: int = 0
 
     def validate(self) -> None:
@@ -87,6 +89,12 @@ class RunConfig:
             get_profile(self.profile, parse_profiles(self.profiles))
         if self.output not in OUTPUTS:
             raise ConfigError(f"unknown output format '{self.output}' (known: {', '.join(OUTPUTS)})")
+        from bench.energy import METER_KINDS
+
+        if self.energy not in METER_KINDS:
+            raise ConfigError(f"unknown energy meter '{self.energy}' (known: {', '.join(METER_KINDS)})")
+        if self.idle_s < 0:
+            raise ConfigError(f"idle_s must be >= 0, got {self.idle_s}")
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}")
 
@@ -113,7 +121,7 @@ _LIST_INT = {"n_prompt", "n_gen", "depth", "threads", "M"}
 _LIST_STR = {"backends", "models", "formats", "workloads", "shapes", "cache"}
 _SCALAR = {
     "embd_type": str, "output_type": str, "profile": str, "repetitions": int, "warmups": int, "rounds": int, "out": str,
-    "output": str, "timeout": float, "seed": int,
+    "output": str, "timeout": float, "seed": int, "energy": str, "idle_s": float,
 }
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from bench.energy import EnergyReading, energy_metrics
 from bench.stats import summarize
 from bench.workloads import Workload
 
-ENERGY_UNAVAILABLE = "unavailable:no energy reader in this tritbench version"
+
+def _energy(reps: list[dict], tokens: int, idle: EnergyReading | None) -> dict:
+    readings = [EnergyReading.from_dict(r["energy"]) for r in reps if "energy" in r]
+    if not readings:
+        return {"source": "unavailable:no energy reading was taken"}
+    return energy_metrics(readings, tokens=tokens, idle=idle)
 
 
 def _memory(children: list[dict]) -> dict:
@@ -16,7 +22,7 @@ def _memory(children: list[dict]) -> dict:
 
 
 def kernel_metrics(w: Workload, reps: list[dict], weight_bytes: int, children: list[dict],
-                   read_bandwidth: dict | None) -> dict:
+                   read_bandwidth: dict | None, idle: EnergyReading | None = None) -> dict:
     """Metrics of a gemv/gemm case: latency per call, CPU time, weight bytes streamed per second,
     ternary ops (one per weight and activation row: an add, a subtract or a skip) per second, and
     the share of the probed read bandwidth those weight bytes represent."""
@@ -39,11 +45,11 @@ def kernel_metrics(w: Workload, reps: list[dict], weight_bytes: int, children: l
     else:
         m["bandwidth_fraction"] = None
     m.update(_memory(children))
-    m["energy"] = {"source": ENERGY_UNAVAILABLE}
+    m["energy"] = _energy(reps, sum(w.M * r["calls"] for r in reps), idle)
     return m
 
 
-def llm_metrics(w: Workload, reps: list[dict], children: list[dict]) -> dict:
+def llm_metrics(w: Workload, reps: list[dict], children: list[dict], idle: EnergyReading | None = None) -> dict:
     """Metrics of a pp/tg/pg case from its repetitions (wall-clock times of the backend's calls,
     the backend's own counters) and from the child processes that ran them (load, memory)."""
     if not reps:
@@ -74,5 +80,5 @@ def llm_metrics(w: Workload, reps: list[dict], children: list[dict]) -> dict:
         }
     m["load_ms"] = summarize([c["load_s"] * 1e3 for c in children], higher_is_better=False)
     m.update(_memory(children))
-    m["energy"] = {"source": ENERGY_UNAVAILABLE}
+    m["energy"] = _energy(reps, (w.n_prompt + w.n_gen) * len(reps), idle)
     return m

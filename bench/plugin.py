@@ -15,6 +15,9 @@ from typing import Any, ClassVar, Protocol
 from bench.errors import ConfigError
 
 GROUP = "tritbench.backends"
+# Most weight copies a kernel session holds for cold runs: tiny matrices would otherwise need thousands
+# (each an onnxruntime session with its own thread pool); the record says when the cap left them cached.
+MAX_WEIGHT_COPIES = 64
 # Extra backends without packaging: TRITBENCH_PLUGINS="name=module:Class,other=pkg.mod:Other".
 PLUGINS_ENV = "TRITBENCH_PLUGINS"
 
@@ -114,7 +117,8 @@ class Backend(Protocol):
         self, fmt: str, M: int, K: int, N: int, n_threads: int, options: dict, seed: int, min_total_bytes: int
     ) -> KernelSession:
         """Build the layer in format `fmt` from `models.matrices.ternary_matrix(K, N, seed)`, with
-        enough weight copies that together they span at least `min_total_bytes` (0: one copy)."""
+        enough weight copies that together they span at least `min_total_bytes` (0: one copy), but
+        never more than MAX_WEIGHT_COPIES."""
 
 
 def available() -> dict[str, Any]:

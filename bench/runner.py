@@ -149,9 +149,11 @@ class Runner:
         on_child_done: Callable[[VariantRun], None] = lambda vr: None,
         on_warning: Callable[[str], None] = lambda msg: None,
         read_bandwidth: dict[int, dict] | None = None,
+        idle=None,
     ):
         self.cfg, self.runs, self.store, self.fingerprint = cfg, runs, store, fingerprint
         self.read_bandwidth = read_bandwidth or {}
+        self.idle = idle  # the idle-power reading taken before the run (bench.energy), or None
         self.on_child_done, self.on_warning = on_child_done, on_warning
         self.rounds = cfg.rounds or cfg.repetitions
         self.records: list[Record] = []
@@ -203,6 +205,7 @@ class Runner:
             "warmups": self.cfg.warmups,
             "reps": n_reps,
             "seed": seed,
+            "energy": self.cfg.energy,
         }
         if v.is_kernel:
             # the same weights in every round and format: seeded by the run's seed only
@@ -246,12 +249,17 @@ class Runner:
             reps = vr.reps.get(w.name, [])
             if w.is_kernel:
                 bw = self.read_bandwidth.get(vr.variant.n_threads)
-                metrics = kernel_metrics(w, reps, vr.kernel[w.name]["weight_bytes"], vr.children, bw)
+                metrics = kernel_metrics(w, reps, vr.kernel[w.name]["weight_bytes"], vr.children, bw, self.idle)
             else:
-                metrics = llm_metrics(w, reps, vr.children)
+                metrics = llm_metrics(w, reps, vr.children, self.idle)
                 metrics["memory"] = {**vr.memory.get(w.name, {}), "mmap": vr.settings.get("mmap"),
                                      "model_file_bytes": vr.model_info.get("file_bytes")}
             warnings = list(vr.warnings)
+            k = vr.kernel.get(w.name)
+            if k and vr.variant.cache == "cold" and k["copies"] * k["weight_bytes"] < cold_bytes():
+                span = k["copies"] * k["weight_bytes"] / (1 << 20)
+                warnings.append(f"cold: {k['copies']} weight copies span only {span:.1f} MiB, less than "
+                                f"{cold_bytes() >> 20} MiB: weights may partly stay in cache")
             if metrics["tokens_per_s"]["unstable"]:
                 warnings.append("unstable: tokens/s IQR above 5 % of the median or an outlier repetition")
             self._write(vr, w, "ok", None, metrics, warnings)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import plugin
+from bench.energy import select_meter
 from bench.memory import PhaseMemory, merge_peaks, ru_maxrss_bytes
 from bench.workloads import Workload
 
@@ -53,13 +54,16 @@ def expected_counts(w: Workload, n_batch: int) -> tuple[int, int]:
     return n_prompt, n_gen + w.n_gen
 
 
-def run_repetition(session, w: Workload, rng: np.random.Generator, mem: PhaseMemory, memory: dict) -> dict:
+def run_repetition(session, w: Workload, rng: np.random.Generator, mem: PhaseMemory, memory: dict,
+                   meter=None) -> dict:
     """One repetition; `memory` collects each phase's peak snapshot (field-wise max over repetitions)."""
     session.reset()
     if w.depth:
         session.prefill(_tokens(rng, w.depth, session.n_vocab, session.bos_token, True))
     session.reset_counters()
     rep: dict = {}
+    if meter is not None:  # the depth prefill above stays outside the energy window
+        meter.start()
     cpu0 = time.process_time()
     if w.n_prompt:
         toks = _tokens(rng, w.n_prompt, session.n_vocab, session.bos_token, w.depth == 0)
@@ -80,6 +84,8 @@ def run_repetition(session, w: Workload, rng: np.random.Generator, mem: PhaseMem
         rep["decode_s"] = lat
         memory["decode"] = merge_peaks(memory.get("decode"), mem.snapshot())
     rep["cpu_s"] = time.process_time() - cpu0
+    if meter is not None:
+        rep["energy"] = meter.stop().to_dict()
     rep["counters"] = session.counters()
     return rep
 
@@ -95,19 +101,24 @@ def check_counters(rep: dict, expected: tuple[int, int]) -> str | None:
     return None
 
 
-def run_kernel_repetition(session, calls: int) -> dict:
+def run_kernel_repetition(session, calls: int, meter=None) -> dict:
     """`calls` back-to-back calls; per-call wall, process CPU and calling-thread CPU time."""
+    if meter is not None:
+        meter.start()
     c0, th0 = time.process_time_ns(), time.thread_time_ns()
     t0 = time.perf_counter_ns()
     for _ in range(calls):
         session.run()
     wall = time.perf_counter_ns() - t0
     cpu, thread = time.process_time_ns() - c0, time.thread_time_ns() - th0
-    return {"calls": calls, "latency_s": wall / calls / 1e9, "cpu_s": cpu / calls / 1e9,
-            "thread_cpu_s": thread / calls / 1e9}
+    rep = {"calls": calls, "latency_s": wall / calls / 1e9, "cpu_s": cpu / calls / 1e9,
+           "thread_cpu_s": thread / calls / 1e9}
+    if meter is not None:
+        rep["energy"] = meter.stop().to_dict()
+    return rep
 
 
-def measure_kernel(backend, job: dict, w: Workload, entry: dict) -> None:
+def measure_kernel(backend, job: dict, w: Workload, entry: dict, meter) -> None:
     """Open the layer, size repetitions to at least `min_rep_s` (calls are short), warm up, measure."""
     session = backend.open_kernel(job["format"], w.M, w.K, w.N, job["n_threads"], job["options"], job["seed"],
                                   job["min_total_bytes"])
@@ -123,7 +134,7 @@ def measure_kernel(backend, job: dict, w: Workload, entry: dict) -> None:
         for _ in range(job["warmups"]):
             run_kernel_repetition(session, calls)
         for _ in range(job["reps"]):
-            entry["reps"].append(run_kernel_repetition(session, calls))
+            entry["reps"].append(run_kernel_repetition(session, calls, meter))
     finally:
         session.close()
 
@@ -145,6 +156,7 @@ def main(job_path: str) -> int:
     result["rss_after_load_bytes"] = current_rss_bytes()
     result["settings"] = session.effective_settings()
     result["peak_rss_bytes"] = peak_rss_bytes()
+    meter = select_meter(job.get("energy", "none"))
     _write(out, result)
     rng = np.random.default_rng(job["seed"])
     n_batch = result["settings"].get("n_batch", 1 << 30)
@@ -155,7 +167,7 @@ def main(job_path: str) -> int:
         for _ in range(job["warmups"]):
             run_repetition(session, w, rng, mem, {})
         for _ in range(job["reps"]):
-            rep = run_repetition(session, w, rng, mem, entry["memory"])
+            rep = run_repetition(session, w, rng, mem, entry["memory"], meter)
             entry["reps"].append(rep)
             problem = check_counters(rep, expected_counts(w, n_batch))
             if problem:
@@ -168,6 +180,7 @@ def main(job_path: str) -> int:
 
 
 def main_kernel(backend, job: dict, out: Path, result: dict) -> int:
+    meter = select_meter(job.get("energy", "none"))
     result["rss_after_load_bytes"] = current_rss_bytes()
     result["settings"] = {"n_threads": job["n_threads"]}
     result["peak_rss_bytes"] = peak_rss_bytes()
@@ -176,7 +189,7 @@ def main_kernel(backend, job: dict, out: Path, result: dict) -> int:
         w = Workload.from_dict(wd)
         entry: dict = {"reps": [], "error": None}
         result["workloads"][w.name] = entry
-        measure_kernel(backend, job, w, entry)
+        measure_kernel(backend, job, w, entry, meter)
         result["peak_rss_bytes"] = peak_rss_bytes()
         _write(out, result)
     return 0

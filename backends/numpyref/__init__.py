@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from bench.plugin import Option
+from bench.plugin import MAX_WEIGHT_COPIES, Option
 from models.matrices import ternary_matrix
 
 
@@ -16,7 +16,7 @@ class NumpyKernelSession:
         t, scale = ternary_matrix(K, N, seed)
         w = t.astype(np.float32) * np.float32(scale)
         self.weight_bytes = w.nbytes
-        self.copies = max(1, -(-min_total_bytes // w.nbytes))
+        self.copies = min(MAX_WEIGHT_COPIES, max(1, -(-min_total_bytes // w.nbytes)))
         # distinct buffers (np.copy), so each call reads its own weights from memory
         self.weights = [w] + [w.copy() for _ in range(self.copies - 1)]
         self.x = np.random.default_rng(seed).standard_normal((M, K), dtype=np.float32)
