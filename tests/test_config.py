@@ -111,5 +111,6 @@ def test_plan_errors(override, message, tb_home, monkeypatch):
 
 def test_parse_suite_accepts_every_runconfig_field():
     data = {name: getattr(RunConfig(), name) for name in RunConfig.__dataclass_fields__}
-    data.update(rounds=2, embd_type="q8_0", output_type="f16", profile="edge-1c-1g")  # TOML has no None: give the optional ones values
+    # TOML has no None: give the optional keys values
+    data.update(rounds=2, embd_type="q8_0", output_type="f16", profile="edge-1c-1g")
     assert set(parse_suite(data)) == set(data)

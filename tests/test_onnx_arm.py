@@ -1,0 +1,68 @@
+"""The NEON path on aarch64, under qemu-user with an aarch64 Python and onnxruntime (.ci/arm-sysroot.sh):
+cross-compiled, loaded by onnxruntime, bit-exact on cores without and with the dot-product extension.
+Emulated speed means nothing; this is correctness only."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64-static", "debootstrap")
+
+
+def _can_install() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+@pytest.fixture(scope="module")
+def arm(tmp_path_factory):
+    if not all(shutil.which(t) for t in TOOLS) and not _can_install():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must test the NEON path: install {', '.join(TOOLS)} or run as root")
+        pytest.skip(f"needs {', '.join(TOOLS)} (or root to install them)")
+    home = Path(os.environ.get("TRITBENCH_ARM_SYSROOT", Path.home() / ".cache/tritbench/arm64"))
+    subprocess.run([str(REPO / ".ci/arm-sysroot.sh"), str(home)], check=True, capture_output=True, timeout=900)
+    out = tmp_path_factory.mktemp("arm-lib")
+    subprocess.run(["make", "-s", "-C", str(REPO / "backends/onnx/csrc"), "CC=aarch64-linux-gnu-gcc", f"OUT={out}"],
+                   check=True, timeout=300)
+    return home, out / "libtritbench_ternary.so"
+
+
+def run_guest(home: Path, cpu: str, *args: str) -> subprocess.CompletedProcess:
+    sysroot = home / "sysroot"
+    python = next(p for p in sorted((sysroot / "usr/bin").glob("python3.*")) if p.name[8:].isdigit())
+    env = {**os.environ, "PYTHONPATH": f"{home / 'site'}:{REPO}", "QEMU_CPU": cpu}
+    return subprocess.run(["qemu-aarch64-static", "-L", str(sysroot), str(python), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_the_library_is_aarch64_and_multiply_free(arm):
+    _, lib = arm
+    objdump = shutil.which("aarch64-linux-gnu-objdump")
+    assert objdump, "binutils-aarch64-linux-gnu comes with gcc-aarch64-linux-gnu"
+    text = subprocess.run([objdump, "-d", str(lib)], capture_output=True, text=True, check=True).stdout
+    assert "file format elf64-littleaarch64" in text
+    banned = {"mul", "mla", "mls", "sdot", "udot", "smull", "umull", "smlal", "umlal", "smull2", "umull2",
+              "smlal2", "umlal2", "madd", "msub", "smaddl", "umaddl"}
+    func, bad = None, []
+    for line in text.splitlines():
+        if line.endswith(">:"):
+            func = line.split("<", 1)[1][:-2]
+        elif func and func.startswith("tk_") and "\t" in line:
+            mnemonic = line.split("\t")[2].split()[0] if len(line.split("\t")) > 2 else ""
+            if mnemonic in banned:
+                bad.append(f"{func}: {mnemonic}")
+    assert any("<tk_" in ln for ln in text.splitlines()), "no kernel functions found"
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("cpu", ["cortex-a53", "cortex-a76", "max"])
+def test_neon_is_bit_exact_in_onnxruntime(arm, cpu):
+    home, lib = arm
+    proc = run_guest(home, cpu, str(REPO / "tests/arm/guest_check.py"), str(lib), "neon,portable")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("all ok")
