@@ -125,3 +125,13 @@ def test_embedding_and_output_types_are_configurable(tb_home, tmp_path):
     assert rec["model"]["embd_type"] == "q8_0" and rec["model"]["output_type"] == "f16"
     bad = run_bench(["run", "-m", "tiny", "--output-type", "q3", "--out", str(out)], tb_home)
     assert_clean_error(bad, "output_type 'q3' not supported")
+
+
+def test_bench_cost_is_registered(tb_home):
+    import json
+
+    proc = run_bench(["cost", "-m", "tiny", "--no-probe", "--bandwidth", "20", "--json"], tb_home)
+    assert proc.returncode == 0, proc.stderr
+    paper = json.loads(proc.stdout)["paper"]
+    assert paper["fp16_joules"] > paper["ternary_joules"] > 0 and paper["ratio"] > 1
+    assert_clean_error(run_bench(["cost", "-m", "nope", "--no-probe"], tb_home), "nope")
