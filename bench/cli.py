@@ -18,6 +18,7 @@ from rich.table import Table
 
 from bench import machine, plugin
 from bench.cli_cost import cost
+from bench.cli_report import report
 from bench.config import build_plan, case_id, load_suite, make_config
 from bench.errors import BenchError, ConfigError
 from bench.output import render
@@ -312,6 +313,7 @@ def machine_cmd(
 
 
 app.command("cost")(cost)
+app.command("report")(report)
 
 
 def main() -> None:

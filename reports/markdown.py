@@ -1,0 +1,86 @@
+"""A compact markdown summary for a CI job summary: the headline, one line per case, energy provenance and
+failures. Cells come from results, so pipes and newlines are neutralised."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from reports.tables import ReportData, fmt
+
+
+def _cell(value: object) -> str:
+    text = "—" if value is None or (isinstance(value, float) and value != value) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_table(df: pd.DataFrame, columns: Iterable[tuple[str, str, object]], hide_constant: bool = True
+             ) -> list[str]:
+    """(column, header, formatter) -> markdown lines. As llama-bench does, a column whose value never changes
+    (over two rows or more) is left out of the table and stated once above it."""
+    columns = [c for c in columns if c[0] in df]
+    fixed = []
+    if hide_constant and len(df) > 1:
+        fixed = [c for c in columns if df[c[0]].astype(str).nunique() == 1]
+        columns = [c for c in columns if c not in fixed] or columns
+    lines = []
+    if fixed:
+        first = df.iloc[0]
+        lines += ["All rows: " + ", ".join(f"{h} {_cell(f(first[c]) if f else first[c])}" for c, h, f in fixed), ""]
+    lines += ["| " + " | ".join(h for _, h, _ in columns) + " |",
+              "| " + " | ".join("---:" if df[c].dtype.kind in "fi" else "---" for c, _, _ in columns) + " |"]
+    for rec in df.to_dict("records"):
+        lines.append("| " + " | ".join(_cell(f(rec[c]) if f else rec[c]) for c, _, f in columns) + " |")
+    return lines
+
+
+def render_markdown(data: ReportData, title: str = "tritbench report") -> str:
+    """The summary as a markdown string."""
+    out = [f"## {_cell(title)}", ""]
+    if data.status_line:
+        out += [f"**{data.status_line}**", ""]
+    out.append(f"{data.n_records} record(s): {data.n_ok} measured, {len(data.failures)} failed; "
+               f"{len(data.machines)} machine(s).")
+    out.append("")
+    if len(data.headline):
+        out += ["### FP16 vs 1.58-bit", ""]
+        out += md_table(data.headline, [
+            ("machine", "machine", None), ("backend", "backend", None), ("model", "model", None),
+            ("test", "test", None), ("f16_tokens_per_s", "f16 t/s", lambda v: fmt(v)),
+            ("ternary_format", "1.58-bit", None), ("ternary_tokens_per_s", "1.58-bit t/s", lambda v: fmt(v)),
+            ("speedup", "speed-up", lambda v: fmt(v, "{:.2f}", "x")),
+            ("size_ratio", "smaller file", lambda v: fmt(v, "{:.2f}", "x")),
+            ("ternary_energy", "1.58-bit energy", None),
+        ])
+        out.append("")
+    if len(data.cases):
+        out += ["### LLM cases", ""]
+        out += md_table(data.cases, [
+            ("machine", "machine", None), ("backend", "backend", None), ("model", "model", None),
+            ("format", "format", None), ("test", "test", None), ("tokens_per_s", "t/s", lambda v: fmt(v)),
+            ("speedup", "vs f16", lambda v: fmt(v, "{:.2f}", "x")),
+            ("pct_of_roofline", "% roofline", lambda v: fmt(v, "{:.1f}")), ("energy_kind", "energy", None),
+        ])
+        out.append("")
+    if len(data.kernels):
+        out += ["### Kernel cases", ""]
+        out += md_table(data.kernels, [
+            ("machine", "machine", None), ("backend", "backend", None), ("format", "format", None),
+            ("test", "test", None), ("latency_ms", "latency ms", lambda v: fmt(v, "{:.4f}")),
+            ("weight_gbps", "GB/s", lambda v: fmt(v, "{:.2f}")),
+            ("pct_of_bandwidth", "% read bw", lambda v: fmt(v, "{:.1f}")),
+            ("speedup", "vs baseline", lambda v: fmt(v, "{:.2f}", "x")),
+        ])
+        out.append("")
+    if data.n_ok:
+        both = pd.concat([data.cases, data.kernels], ignore_index=True)
+        counts = both["energy_kind"].value_counts()
+        reasons = sorted({d for d in both.loc[both["energy_kind"] == "unavailable", "energy_detail"] if d})
+        line = "Energy: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("measured", "estimated", "unavailable"))
+        out += [_cell(line + (f" ({'; '.join(reasons)})" if reasons else "")), ""]
+    if len(data.failures):
+        out += ["### Failures", ""]
+        out += md_table(data.failures, [(c, c, None) for c in ("backend", "model", "format", "test", "error")])
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,320 @@
+"""The pandas summaries every report printer shares: one tidy row per case, speed-ups over the f16 baseline
+on the same machine, energy with its provenance, roofline columns from the cost model, the cost model's
+projections by model size, machine fingerprints and failures.
+
+Pure over records: `from_records` does no I/O; `build_data` only reads the result files."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.records import read_records
+
+LLM_KINDS = ("pp", "tg", "pg")
+KERNEL_KINDS = ("gemv", "gemm")
+# The baseline a format is compared with: the first of these present among a group's cases.
+BASELINES = ("f16", "fp16", "fp32")
+ENERGY_KINDS = ("measured", "estimated", "unavailable")
+GROUP = ["machine", "backend", "model", "test", "n_threads"]
+
+
+def is_ternary(fmt: str) -> bool:
+    """1.58-bit formats: llama.cpp's TQ*, the onnx ternary kernels, bitnet.cpp's I2_S/TL*."""
+    f = str(fmt).lower()
+    return f.startswith(("tq", "tern", "tl")) or f == "i2_s"
+
+
+def energy_provenance(source: Any) -> tuple[str, str]:
+    """(measured|estimated|unavailable, the rest of the source string) of `metrics.energy.source`."""
+    if not isinstance(source, str) or not source:
+        return "unavailable", "no energy reading in the record"
+    kind, _, detail = source.partition(":")
+    if kind not in ENERGY_KINDS:
+        return "unavailable", f"unrecognised energy source {source!r}"
+    return kind, detail.strip()
+
+
+@dataclass
+class ReportData:
+    """Everything a report shows, as DataFrames with short column names."""
+
+    sources: list[str]
+    n_records: int
+    cases: pd.DataFrame
+    kernels: pd.DataFrame
+    failures: pd.DataFrame
+    machines: pd.DataFrame
+    headline: pd.DataFrame
+    projections: pd.DataFrame
+    bandwidths: dict[str, dict[str, Any]] = field(default_factory=dict)
+    node: str = "7nm"
+
+    @property
+    def n_ok(self) -> int:
+        return len(self.cases) + len(self.kernels)
+
+    @property
+    def status_line(self) -> str | None:
+        """A plain sentence when there is nothing to chart, else None."""
+        if self.n_records == 0:
+            return "No result records were found: nothing to report."
+        if self.n_ok == 0:
+            return f"All {self.n_records} result record(s) failed: no measurements to report (see Failures)."
+        return None
+
+
+def build_data(paths: Iterable[str | os.PathLike], bandwidth_gbps: float | None = None, node: str = "7nm"
+               ) -> ReportData:
+    """Read result files or folders (BenchError on missing paths or corrupt lines) and summarise them."""
+    paths = [os.fspath(p) for p in paths]
+    return from_records(read_records(paths), bandwidth_gbps, node, sources=paths)
+
+
+def from_records(records: list[dict], bandwidth_gbps: float | None = None, node: str = "7nm",
+                 sources: list[str] | None = None) -> ReportData:
+    """Summarise result records (dicts as `bench run` writes them)."""
+    from bench.costmodel import energy_table
+
+    table = energy_table(node)
+    df = pd.json_normalize(records, sep=".") if records else pd.DataFrame()
+    if len(df):
+        df["machine"] = machine_labels(df)
+    status = _col(df, "status")
+    ok = df[status == "ok"] if len(df) else df
+    failed = df[status != "ok"] if len(df) else df
+    joined, bandwidths = _join_costs(ok, bandwidth_gbps, table)
+    cases = _llm_cases(joined) if len(joined) else pd.DataFrame()
+    kernels = _kernel_cases(joined) if len(joined) else pd.DataFrame()
+    return ReportData(
+        sources=list(sources or []), n_records=len(df), cases=cases, kernels=kernels,
+        failures=_failures(failed), machines=_machines(df), headline=headline(cases),
+        projections=_projections(table, bandwidths), bandwidths=bandwidths, node=node,
+    )
+
+
+def _col(df: pd.DataFrame, name: str, default: Any = np.nan) -> pd.Series:
+    """A column, or `default` on every row when no record has that key."""
+    if name in df:
+        return df[name]
+    return pd.Series([default] * len(df), index=df.index, dtype=object if not isinstance(default, float) else float)
+
+
+def _num(df: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_numeric(_col(df, name), errors="coerce")
+
+
+def machine_labels(df: pd.DataFrame) -> pd.Series:
+    """'cpu model (arch, id…)' per row: readable, and distinct for distinct machines."""
+    cpu = _col(df, "machine.cpu_model", "unknown CPU").fillna("unknown CPU").astype(str)
+    arch = _col(df, "machine.arch", "?").fillna("?").astype(str)
+    mid = _col(df, "machine.id", "").fillna("").astype(str)
+    return cpu + " (" + arch + np.where(mid != "", ", " + mid.str[:6], "") + ")"
+
+
+def _join_costs(ok: pd.DataFrame, bandwidth_gbps: float | None, table) -> tuple[pd.DataFrame, dict]:
+    """The cost model joined machine by machine: records without their own read bandwidth (LLM cases) use
+    --bandwidth, else the median bandwidth the same machine's kernel records measured."""
+    from bench.costmodel import join_results
+
+    if not len(ok):
+        return ok, {}
+    parts, bandwidths = [], {}
+    for label, sub in ok.groupby("machine", sort=True):
+        measured = _num(sub, "metrics.read_bandwidth.gbps").dropna()
+        if bandwidth_gbps:
+            gbps, source = float(bandwidth_gbps), "--bandwidth"
+        elif len(measured):
+            gbps, source = float(measured.median()), f"median of {len(measured)} measured read bandwidth(s)"
+        else:
+            gbps, source = None, "none measured on this machine and no --bandwidth given"
+        bandwidths[str(label)] = {"gbps": gbps, "source": source}
+        parts.append(join_results(sub, gbps, table))
+    return pd.concat(parts), bandwidths
+
+
+def _common(df: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=df.index)
+    out["machine"] = df["machine"]
+    out["backend"] = _col(df, "backend.name", "?").fillna("?").astype(str)
+    out["model"] = _col(df, "model.name", "?").fillna("?").astype(str)
+    out["format"] = _col(df, "model.format", "?").fillna("?").astype(str)
+    out["bits_per_weight"] = _num(df, "model.bits_per_weight")
+    out["file_bytes"] = _num(df, "model.file_bytes")
+    out["test"] = _col(df, "workload.name", "?").fillna("?").astype(str)
+    out["kind"] = _col(df, "workload.kind", "?").fillna("?").astype(str)
+    out["n_threads"] = _num(df, "settings.n_threads").astype("Int64")
+    out["tokens_per_s"] = _num(df, "metrics.tokens_per_s.median")
+    out["tokens_per_s_q1"] = _num(df, "metrics.tokens_per_s.q1")
+    out["tokens_per_s_q3"] = _num(df, "metrics.tokens_per_s.q3")
+    out["bytes_per_token"] = _num(df, "cost.bytes_per_token")
+    out["bandwidth_gbps"] = _num(df, "cost.bandwidth_gbps")
+    out["roofline_tokens_per_s"] = _num(df, "cost.roofline_tokens_per_s")
+    out["pct_of_roofline"] = _num(df, "cost.pct_of_roofline")
+    out["peak_rss_bytes"] = _num(df, "metrics.peak_rss_bytes")
+    kinds = [energy_provenance(s) for s in _col(df, "metrics.energy.source", None)]
+    out["energy_kind"] = [k for k, _ in kinds]
+    out["energy_detail"] = [d for _, d in kinds]
+    jpt = _num(df, "metrics.energy.joules_per_token").fillna(_num(df, "cost.measured_j_per_token"))
+    # Never a number for an unavailable reading, whatever the record holds.
+    out["j_per_token"] = jpt.where(out["energy_kind"] != "unavailable")
+    out["case_id"] = _col(df, "case_id", "").astype(str)
+    return out
+
+
+def _speedup(out: pd.DataFrame, value: str, higher_is_better: bool = True) -> pd.Series:
+    """value over the group's baseline format (f16, else fp32) on the same machine, backend, model and test."""
+    result = pd.Series(np.nan, index=out.index)
+    for _, g in out.groupby(GROUP, dropna=False, sort=False):
+        fmts = g["format"].str.lower()
+        base_fmt = next((b for b in BASELINES if (fmts == b).any()), None)
+        if base_fmt is None:
+            continue
+        base = g.loc[fmts == base_fmt, value].median()
+        if not base or math.isnan(base):
+            continue
+        result.loc[g.index] = g[value] / base if higher_is_better else base / g[value]
+    return result
+
+
+def format_rank(fmt: str) -> int:
+    """Baselines first, then 4-bit, then 1.58-bit, then anything else: the order charts and tables use."""
+    order = ("f16", "fp16", "fp32", "q8_0", "q4_0", "nbits2", "tq2_0", "tern2", "tq1_0")
+    f = str(fmt).lower()
+    return order.index(f) if f in order else len(order)
+
+
+def _ordered(out: pd.DataFrame) -> pd.DataFrame:
+    rank = out["format"].map(format_rank)
+    return out.assign(_rank=rank).sort_values(["machine", "backend", "model", "kind", "test", "_rank", "format"],
+                                              kind="stable").drop(columns="_rank")
+
+
+def _llm_cases(df: pd.DataFrame) -> pd.DataFrame:
+    sub = df[_col(df, "workload.kind").isin(LLM_KINDS)]
+    out = _common(sub)
+    out["prompt_tokens_per_s"] = _num(sub, "metrics.prompt_tokens_per_s.median")
+    out["gen_tokens_per_s"] = _num(sub, "metrics.gen_tokens_per_s.median")
+    out["ttft_ms"] = _num(sub, "metrics.ttft_ms.median")
+    for phase in ("load", "prefill", "decode"):
+        out[f"{phase}_rss_bytes"] = _num(sub, f"metrics.memory.{phase}.peak_rss_bytes")
+    out["modelled_j_per_token"] = _num(sub, "cost.modelled_j_per_token")
+    out["path"] = _col(sub, "model.path", "").fillna("").astype(str)
+    out["speedup"] = _speedup(out, "tokens_per_s") if len(out) else pd.Series(dtype=float)
+    return _ordered(out).reset_index(drop=True)
+
+
+def _kernel_cases(df: pd.DataFrame) -> pd.DataFrame:
+    sub = df[_col(df, "workload.kind").isin(KERNEL_KINDS)]
+    out = _common(sub)
+    out["cache"] = _col(sub, "settings.cache", "").fillna("").astype(str)
+    out["latency_ms"] = _num(sub, "metrics.latency_ms.median")
+    out["weight_gbps"] = _num(sub, "metrics.weight_gbps.median")
+    out["read_gbps"] = _num(sub, "metrics.read_bandwidth.gbps")
+    out["pct_of_bandwidth"] = 100 * _num(sub, "metrics.bandwidth_fraction")
+    out["speedup"] = _speedup(out, "latency_ms", higher_is_better=False) if len(out) else pd.Series(dtype=float)
+    return _ordered(out).reset_index(drop=True)
+
+
+def headline(cases: pd.DataFrame) -> pd.DataFrame:
+    """Per machine, backend, model and test: f16 against the fastest 1.58-bit format."""
+    rows = []
+    if not len(cases):
+        return pd.DataFrame()
+    for key, g in cases.groupby(GROUP, dropna=False, sort=True):
+        fmts = g["format"].str.lower()
+        base, tern = g[fmts == "f16"], g[fmts.map(is_ternary)]
+        if not len(base) or not len(tern) or tern["tokens_per_s"].isna().all():
+            continue
+        b, t = base.iloc[0], tern.loc[tern["tokens_per_s"].idxmax()]
+        rows.append({
+            **dict(zip(GROUP, key, strict=True)), "kind": b["kind"],
+            "f16_tokens_per_s": b["tokens_per_s"], "ternary_format": t["format"],
+            "ternary_tokens_per_s": t["tokens_per_s"], "speedup": t["tokens_per_s"] / b["tokens_per_s"],
+            "f16_file_bytes": b["file_bytes"], "ternary_file_bytes": t["file_bytes"],
+            "size_ratio": b["file_bytes"] / t["file_bytes"] if t["file_bytes"] else np.nan,
+            "f16_energy": _energy_text(b), "ternary_energy": _energy_text(t),
+            "f16_pct_of_roofline": b["pct_of_roofline"], "ternary_pct_of_roofline": t["pct_of_roofline"],
+        })
+    return pd.DataFrame(rows)
+
+
+def _energy_text(row: Mapping[str, Any]) -> str:
+    if row["energy_kind"] == "unavailable" or pd.isna(row["j_per_token"]):
+        return f"{row['energy_kind']}"
+    return f"{si(row['j_per_token'], 'J')}/token ({row['energy_kind']})"
+
+
+def _failures(df: pd.DataFrame) -> pd.DataFrame:
+    if not len(df):
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "machine": df["machine"],
+        "backend": _col(df, "backend.name", "?").astype(str),
+        "model": _col(df, "model.name", "?").astype(str),
+        "format": _col(df, "model.format", "?").astype(str),
+        "test": _col(df, "workload.name", "?").astype(str),
+        "error": _col(df, "error", "").fillna("(no message)").astype(str),
+    }).reset_index(drop=True)
+
+
+def _machines(df: pd.DataFrame) -> pd.DataFrame:
+    if not len(df):
+        return pd.DataFrame()
+    rows = []
+    for label, g in df.groupby("machine", sort=True):
+        r = g.iloc[0]
+
+        def get(key: str, row: Mapping[str, Any] = r) -> Any:
+            v = row.get(key)
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+        isa = get("machine.isa")
+        rows.append({
+            "machine": label, "id": get("machine.id"), "arch": get("machine.arch"),
+            "cpu_model": get("machine.cpu_model"), "isa": " ".join(isa) if isinstance(isa, list) else isa,
+            "cores": f"{get('machine.physical_cores')}/{get('machine.logical_cores')}",
+            "ram": si(get("machine.ram_bytes"), "B"), "os": f"{get('machine.os') or ''} {get('machine.kernel') or ''}",
+            "board": get("machine.board"), "hypervisor": get("machine.hypervisor"),
+            "records": len(g), "failed": int((g["status"] != "ok").sum()) if "status" in g else 0,
+        })
+    return pd.DataFrame(rows)
+
+
+def _projections(table, bandwidths: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    from bench.costmodel import projection_rows
+
+    bws = {label: b["gbps"] for label, b in bandwidths.items() if b.get("gbps")}
+    rows = []
+    for r in projection_rows(table, bws):
+        row = {k: r[k] for k in ("size", "n_params", "format", "bits_per_weight", "memory_bytes", "bytes_per_token",
+                                 "paper_j_per_token", "arith_j_per_token", "total_j_per_token", "total_vs_fp16")}
+        for label, tps in r["roofline_tokens_per_s"].items():
+            row[f"roofline_tokens_per_s @ {label}"] = tps
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def si(value: Any, unit: str) -> str:
+    """1.5e9, 'B' -> '1.5 GB'; '—' for None/NaN."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)) or value is pd.NA:
+        return "—"
+    value = float(value)
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
+                           (1e-9, "n"), (1e-12, "p")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def fmt(value: Any, spec: str = "{:,.1f}", suffix: str = "") -> str:
+    """A number with `spec`, '—' when missing."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return spec.format(value) + suffix
