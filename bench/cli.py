@@ -115,11 +115,12 @@ def _idle_baseline(cfg):
 
 
 def _probe_bandwidth(variants) -> dict[int, dict]:
-    """Read bandwidth at each thread count kernel variants use, measured now, in this session."""
+    """Read bandwidth at each thread count the variants use, measured now, in this session: kernel
+    cases report GB/s as a share of it, and the cost model's decode roofline divides it by bytes/token."""
     from bench.bandwidth import read_bandwidth
 
     out: dict[int, dict] = {}
-    for t in sorted({v.n_threads for v in variants if v.is_kernel}):
+    for t in sorted({v.n_threads for v in variants}):
         with err.status(f"probing read bandwidth with {t} thread(s)..."):
             out[t] = read_bandwidth(t)
     return out

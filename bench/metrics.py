@@ -49,7 +49,8 @@ def kernel_metrics(w: Workload, reps: list[dict], weight_bytes: int, children: l
     return m
 
 
-def llm_metrics(w: Workload, reps: list[dict], children: list[dict], idle: EnergyReading | None = None) -> dict:
+def llm_metrics(w: Workload, reps: list[dict], children: list[dict], idle: EnergyReading | None = None,
+                read_bandwidth: dict | None = None) -> dict:
     """Metrics of a pp/tg/pg case from its repetitions (wall-clock times of the backend's calls,
     the backend's own counters) and from the child processes that ran them (load, memory)."""
     if not reps:
@@ -78,6 +79,8 @@ def llm_metrics(w: Workload, reps: list[dict], children: list[dict], idle: Energ
             # How far the harness's wall clock is from the backend's own timer (1.0 = identical).
             "wall_over_backend": m["tokens_per_s"]["median"] / own["median"],
         }
+    if read_bandwidth:
+        m["read_bandwidth"] = read_bandwidth  # probed at this case's thread count, for the roofline
     m["load_ms"] = summarize([c["load_s"] * 1e3 for c in children], higher_is_better=False)
     m.update(_memory(children))
     m["energy"] = _energy(reps, (w.n_prompt + w.n_gen) * len(reps), idle)

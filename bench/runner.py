@@ -251,7 +251,8 @@ class Runner:
                 bw = self.read_bandwidth.get(vr.variant.n_threads)
                 metrics = kernel_metrics(w, reps, vr.kernel[w.name]["weight_bytes"], vr.children, bw, self.idle)
             else:
-                metrics = llm_metrics(w, reps, vr.children, self.idle)
+                bw = self.read_bandwidth.get(vr.variant.n_threads)
+                metrics = llm_metrics(w, reps, vr.children, self.idle, bw)
                 metrics["memory"] = {**vr.memory.get(w.name, {}), "mmap": vr.settings.get("mmap"),
                                      "model_file_bytes": vr.model_info.get("file_bytes")}
             warnings = list(vr.warnings)

@@ -92,6 +92,7 @@ def test_bench_run_every_format_end_to_end(tmp_path, tb_home, tiny_models):
         assert len(tps["samples"]) == 3 and tps["median"] > 0
         assert r["metrics"]["peak_rss_bytes"] > 0
         assert r["metrics"]["energy"]["source"].startswith("unavailable:")
+        assert r["metrics"]["read_bandwidth"]["n_threads"] == 1 and r["metrics"]["read_bandwidth"]["gbps"] > 0
         assert r["machine"]["arch"] and "isa" in r["machine"]
         if r["workload"]["kind"] in ("pp", "pg"):
             assert r["metrics"]["ttft_ms"]["median"] > 0
