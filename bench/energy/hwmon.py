@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.energy.meter import MeterError, PollingMeter, Reader, read_int, read_label, read_text
-from bench.machine import sysfs_root
 
 HWMON = Path("sys/class/hwmon")
 PREFERRED = ("power_meter", "amd_energy")
@@ -103,15 +102,10 @@ class HwmonMeter(PollingMeter):
                  interval_s: float | None = None, min_interval_s: float | None = None,
                  read: Reader = read_text) -> None:
         super().__init__()
-        self.root = Path(root) if root is not None else sysfs_root()
         self._read = read
+        if not self._open_root(root, HWMON):
+            return
         base = self.root / HWMON
-        if not self.root.is_dir():
-            self._unavailable(f"sysfs root {self.root} does not exist")
-            return
-        if not base.is_dir():
-            self._unavailable(f"{base} not found")
-            return
         devices = find_devices(self.root, read)
         chosen = choose_device(devices, device)
         if chosen is None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.energy.meter import MeterError, PollingMeter, Reader, read_int, read_label, read_text
-from bench.machine import sysfs_root
 
 HWMON_DRIVER = Path("sys/bus/i2c/drivers/ina3221")
 IIO_DRIVER = Path("sys/bus/i2c/drivers/ina3221x")
@@ -94,10 +93,8 @@ class JetsonMeter(PollingMeter):
     def __init__(self, root: Path | str | None = None, *, interval_s: float | None = None,
                  min_interval_s: float | None = None, read: Reader = read_text) -> None:
         super().__init__()
-        self.root = Path(root) if root is not None else sysfs_root()
         self._read = read
-        if not self.root.is_dir():
-            self._unavailable(f"sysfs root {self.root} does not exist")
+        if not self._open_root(root):
             return
         self._rails = find_rails(self.root, read)
         if not self._rails:

@@ -93,6 +93,20 @@ class BaseMeter:
     def _unavailable(self, reason: str, *, found: bool = False) -> None:
         self.available, self.found, self.reason = False, found, f"{self.kind}: {reason}"
 
+    def _open_root(self, root: Path | str | None, subdir: Path | str | None = None) -> bool:
+        """Set `self.root` (default: the sysfs root) and check that it, and `subdir` under it, exist;
+        if not, the meter is unavailable with the reason and this returns False."""
+        from bench.machine import sysfs_root
+
+        self.root = Path(root) if root is not None else sysfs_root()
+        if not self.root.is_dir():
+            self._unavailable(f"sysfs root {self.root} does not exist")
+            return False
+        if subdir is not None and not (self.root / subdir).is_dir():
+            self._unavailable(f"{self.root / subdir} not found")
+            return False
+        return True
+
     def _ready(self, domains: list[str], parts: list[str] | None = None) -> None:
         self.available, self.found, self.reason = True, True, None
         self.domains, self.parts = list(domains), list(parts or [])

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.energy.meter import MeterError, PollingMeter, Reader, read_label, read_text, run_command
-from bench.machine import sysfs_root
 
 MODEL_FILES = (Path("proc/device-tree/model"), Path("sys/firmware/devicetree/base/model"))
 ADC_LINE = re.compile(r"^\s*(?P<rail>\S+)_(?P<unit>[AV])\s+(?:current|volt)\(\d+\)=(?P<value>\S+?)[AV]\s*$")
@@ -63,9 +62,7 @@ class Pi5Meter(PollingMeter):
                  interval_s: float | None = None, min_interval_s: float | None = None,
                  read: Reader = read_text) -> None:
         super().__init__()
-        self.root = Path(root) if root is not None else sysfs_root()
-        if not self.root.is_dir():
-            self._unavailable(f"sysfs root {self.root} does not exist")
+        if not self._open_root(root):
             return
         model = model_name(self.root, read)
         if not model or "Raspberry Pi" not in model:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.energy.meter import MeterError, PollingMeter, Reader, clamp, read_int, read_label, read_text
-from bench.machine import sysfs_root
 
 POWERCAP = Path("sys/class/powercap")
 ZONE_NAME = re.compile(r"^(intel-rapl|intel-rapl-mmio):(\d+)(?::(\d+))?$")
@@ -111,15 +110,10 @@ class RaplMeter(PollingMeter):
         super().__init__()
         if level not in LEVELS:
             raise ValueError(f"RAPL level must be one of {', '.join(LEVELS)}, not {level!r}")
-        self.root = Path(root) if root is not None else sysfs_root()
         self._read = read
+        if not self._open_root(root, POWERCAP):
+            return
         base = self.root / POWERCAP
-        if not self.root.is_dir():
-            self._unavailable(f"sysfs root {self.root} does not exist")
-            return
-        if not base.is_dir():
-            self._unavailable(f"{base} not found")
-            return
         zones = find_zones(self.root, read)
         if not zones:
             self._unavailable(f"no intel-rapl zones in {base}")
