@@ -20,8 +20,6 @@ from bench.energy import select_meter
 from bench.memory import PhaseMemory, merge_peaks, ru_maxrss_bytes
 from bench.workloads import Workload
 
-peak_rss_bytes = ru_maxrss_bytes
-
 
 def current_rss_bytes() -> int:
     import psutil
@@ -155,7 +153,7 @@ def main(job_path: str) -> int:
     result["memory"] = {"load": mem.snapshot(), "per_phase_peaks": mem.per_phase_peaks}
     result["rss_after_load_bytes"] = current_rss_bytes()
     result["settings"] = session.effective_settings()
-    result["peak_rss_bytes"] = peak_rss_bytes()
+    result["peak_rss_bytes"] = ru_maxrss_bytes()
     meter = select_meter(job.get("energy", "none"))
     _write(out, result)
     rng = np.random.default_rng(job["seed"])
@@ -173,7 +171,7 @@ def main(job_path: str) -> int:
             if problem:
                 entry["error"] = problem
                 break
-        result["peak_rss_bytes"] = peak_rss_bytes()
+        result["peak_rss_bytes"] = ru_maxrss_bytes()
         _write(out, result)
     session.close()
     return 0
@@ -183,14 +181,14 @@ def main_kernel(backend, job: dict, out: Path, result: dict) -> int:
     meter = select_meter(job.get("energy", "none"))
     result["rss_after_load_bytes"] = current_rss_bytes()
     result["settings"] = {"n_threads": job["n_threads"]}
-    result["peak_rss_bytes"] = peak_rss_bytes()
+    result["peak_rss_bytes"] = ru_maxrss_bytes()
     _write(out, result)
     for wd in job["workloads"]:
         w = Workload.from_dict(wd)
         entry: dict = {"reps": [], "error": None}
         result["workloads"][w.name] = entry
         measure_kernel(backend, job, w, entry, meter)
-        result["peak_rss_bytes"] = peak_rss_bytes()
+        result["peak_rss_bytes"] = ru_maxrss_bytes()
         _write(out, result)
     return 0
 
