@@ -79,8 +79,9 @@ def test_matches_reference_bit_exactly(kernel_path, pk, threads, K, N, M):
 @pytest.mark.parametrize("pk", PACKINGS)
 def test_worst_cases_saturated_rows_against_all_plus_and_minus_columns(kernel_path, pk):
     """|q| = 127 everywhere against columns of all +1 / all -1 at K = 20000: sums of +-2.54e6, which
-    overflow int16 many times over; also an all-zero token and a zero-sparse matrix. 6 rows use the per-row
-    kernels, 40 rows the row-LUT GEMM (on paths that have one)."""
+    overflow int16 many times over; also an all-zero token and a zero-sparse matrix. 3 rows use the per-row
+    kernels everywhere; 6 rows the unit-table GEMM on avx512 (per-row elsewhere); 40 rows the unit-table or
+    row-LUT GEMM (on paths that have one)."""
     K, N = 20000, 67
     rng = np.random.default_rng(5)
     t = ternary(rng, K, N)
@@ -90,6 +91,7 @@ def test_worst_cases_saturated_rows_against_all_plus_and_minus_columns(kernel_pa
     x[3] = np.where(np.arange(K) % 2, 1.0, -1.0)
     x[4] = np.where(t[:, 3] != 0, np.sign(t[:, 3]), 1.0) * 7  # aligned with column 3: the largest sum there
     for threads in (1, 2):
+        check(x[:3], t, 0.5, pk, threads)
         check(x[:6], t, 0.5, pk, threads)
         check(x, t, 0.5, pk, threads)
     q, _ = packing.quantize_activations(x[:2])

@@ -57,12 +57,20 @@ static int tb_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2");
 }
+
+/* libgcc also checks that the OS saves the zmm state (XCR0) before reporting AVX-512. */
+static int tb_has_avx512(void) {
+    __builtin_cpu_init();
+    return tb_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vbmi");
+}
 #endif
 
 static const tb_kernels *tb_best(void) {
 #if defined(__aarch64__)
     return &tb_kernels_neon; /* NEON is baseline on aarch64 */
 #elif defined(__x86_64__) || defined(__i386__)
+    if (tb_has_avx512()) return &tb_kernels_avx512;
     if (tb_has_avx2()) return &tb_kernels_avx2;
 #endif
     return &tb_kernels_portable;
@@ -76,6 +84,11 @@ const tb_kernels *tb_select(char *err, size_t errlen) {
     if (!strcmp(want, "avx2")) {
         if (tb_has_avx2()) return &tb_kernels_avx2;
         snprintf(err, errlen, "TRITBENCH_KERNEL=avx2 but this CPU has no AVX2");
+        return NULL;
+    }
+    if (!strcmp(want, "avx512")) {
+        if (tb_has_avx512()) return &tb_kernels_avx512;
+        snprintf(err, errlen, "TRITBENCH_KERNEL=avx512 but this CPU (or OS) has no AVX-512 F, BW and VBMI");
         return NULL;
     }
 #endif
@@ -282,6 +295,98 @@ static int tb_matmul_rowlut(tb_job *job, tb_parallel_for pfor, void *runner, cha
     return rc;
 }
 
+/* ---- unit-table GEMM (paths with units, M >= TB_UNIT_MIN_ROWS) ----
+ * Per k-block of at most TB_UNIT_BLOCK_* units: every row's tables (rows padded to 4 with zero tables),
+ * then tasks of two tiles decode their codes once and run all rows over them, adding into int32 sums. */
+#define TB_UNIT_MIN_ROWS 4 /* measured: from here on decoding once beats the per-row kernels */
+#define TB_UNIT_ROWS 4     /* rows per gemm call */
+
+typedef struct {
+    tb_job *job;
+    const tb_unit_kernels *uk;
+    size_t Mp, upstep, ublock, sblock, units, ntasks, np, kb;
+    int16_t *tabs;
+    int32_t *acc;
+    int failed;
+} tb_unit_job;
+
+static void tb_unit_tables_task(void *user, size_t m) {
+    tb_unit_job *uj = user;
+    tb_job *job = uj->job;
+    size_t g = job->g.packing == TB_TERN2 ? 2 : 3;
+    size_t u0 = uj->kb * uj->ublock, n = uj->units - u0 < uj->ublock ? uj->units - u0 : uj->ublock;
+    int16_t *tab = uj->tabs + m * uj->ublock * 32;
+    if (m < job->M)
+        uj->uk->tables(job->g.packing, job->q + m * job->g.kp + u0 * g, n, tab);
+    else
+        memset(tab, 0, n * 32 * sizeof(int16_t));
+}
+
+static void tb_unit_gemm_task(void *user, size_t task) {
+    tb_unit_job *uj = user;
+    tb_job *job = uj->job;
+    const tb_geom *g = &job->g;
+    size_t t0 = task * 2, nt = g->ntiles - t0 < 2 ? g->ntiles - t0 : 2, ncols = nt * TB_TILE_N;
+    size_t s0 = uj->kb * uj->sblock, steps = g->nsteps - s0 < uj->sblock ? g->nsteps - s0 : uj->sblock;
+    size_t units = steps * uj->upstep;
+    int16_t *codes = tb_scratch_get(1, uj->ublock * ncols * sizeof(int16_t));
+    if (!codes) {
+        __atomic_store_n(&uj->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    for (size_t t = 0; t < nt; t++)
+        uj->uk->decode(g->packing, job->packed + (t0 + t) * g->tile_bytes + s0 * g->step_bytes, steps,
+                       codes + t * TB_TILE_N, ncols);
+    for (size_t m0 = 0; m0 < uj->Mp; m0 += TB_UNIT_ROWS)
+        uj->uk->gemm(codes, ncols, ncols, units, uj->tabs + m0 * uj->ublock * 32, uj->ublock * 32,
+                     uj->acc + m0 * uj->np + t0 * TB_TILE_N, uj->np);
+}
+
+static void tb_unit_rescale_task(void *user, size_t m) {
+    tb_unit_job *uj = user;
+    tb_job *job = uj->job;
+    tk_rescale(uj->acc + m * uj->np, job->N, job->rescale[m], job->y + m * job->N);
+}
+
+static int tb_matmul_units(tb_job *job, tb_parallel_for pfor, void *runner, char *err, size_t errlen) {
+    const tb_geom *g = &job->g;
+    tb_unit_job uj = {.job = job, .uk = job->kern->units};
+    uj.upstep = g->packing == TB_TERN2 ? 2 : 4;
+    uj.ublock = g->packing == TB_TERN2 ? TB_UNIT_BLOCK_TERN2 : TB_UNIT_BLOCK_TERN167;
+    uj.sblock = uj.ublock / uj.upstep;
+    uj.units = g->nsteps * uj.upstep;
+    uj.Mp = (job->M + TB_UNIT_ROWS - 1) / TB_UNIT_ROWS * TB_UNIT_ROWS;
+    uj.np = g->ntiles * TB_TILE_N;
+    uj.ntasks = (g->ntiles + 1) / 2;
+    size_t q_bytes = (job->M * g->kp + 63) & ~(size_t)63;
+    size_t r_bytes = (job->M * sizeof(float) + 63) & ~(size_t)63;
+    size_t t_bytes = uj.Mp * uj.ublock * 32 * sizeof(int16_t);
+    size_t a_bytes = uj.Mp * uj.np * sizeof(int32_t);
+    uint8_t *work = tb_scratch_get(0, q_bytes + r_bytes + t_bytes + a_bytes);
+    if (!work) {
+        snprintf(err, errlen, "out of memory for %zu bytes of unit tables and sums", t_bytes + a_bytes);
+        return -1;
+    }
+    job->q = (int8_t *)work;
+    job->rescale = (float *)(work + q_bytes);
+    uj.tabs = (int16_t *)(work + q_bytes + r_bytes);
+    uj.acc = (int32_t *)(work + q_bytes + r_bytes + t_bytes);
+    memset(uj.acc, 0, a_bytes);
+    int rc = pfor(runner, tb_quant_task, job->M, job);
+    size_t nkb = (g->nsteps + uj.sblock - 1) / uj.sblock;
+    for (uj.kb = 0; !rc && uj.kb < nkb; uj.kb++) {
+        rc = pfor(runner, tb_unit_tables_task, uj.Mp, &uj);
+        if (!rc) rc = pfor(runner, tb_unit_gemm_task, uj.ntasks, &uj);
+        if (!rc && __atomic_load_n(&uj.failed, __ATOMIC_RELAXED)) {
+            snprintf(err, errlen, "out of memory for a task's unit codes");
+            return -1;
+        }
+    }
+    if (!rc) rc = pfor(runner, tb_unit_rescale_task, job->M, &uj);
+    if (rc && !*err) snprintf(err, errlen, "onnxruntime's ParallelFor failed");
+    return rc;
+}
+
 static int tb_serial(void *runner, void (*fn)(void *, size_t), size_t total, void *user) {
     (void)runner;
     for (size_t i = 0; i < total; i++) fn(user, i);
@@ -298,6 +403,7 @@ int tb_matmul(const tb_kernels *kern, const float *x, size_t M, size_t K, const 
     }
     if (M == 0) return 0;
     if (!pfor) pfor = tb_serial;
+    if (kern->units && M >= TB_UNIT_MIN_ROWS) return tb_matmul_units(&job, pfor, runner, err, errlen);
     if (kern->rowlut && M >= TB_ROWLUT_MIN_ROWS) return tb_matmul_rowlut(&job, pfor, runner, err, errlen);
     size_t qbytes = (M * job.g.kp + 63) & ~(size_t)63;
     size_t tbytes = M * job.g.tab_row;
@@ -325,7 +431,7 @@ TB_EXPORT const char *tritbench_available_kernels(void) {
 #if defined(__aarch64__)
     return "neon,portable";
 #elif defined(__x86_64__) || defined(__i386__)
-    return tb_has_avx2() ? "avx2,portable" : "portable";
+    return tb_has_avx512() ? "avx512,avx2,portable" : tb_has_avx2() ? "avx2,portable" : "portable";
 #else
     return "portable";
 #endif

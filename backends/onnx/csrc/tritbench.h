@@ -20,6 +20,24 @@
 #define TB_STEP_TERN2 64
 #define TB_STEP_TERN167 160
 
+/* Optional GEMM path on 32-entry unit tables (tb_avx512.c): a unit is g = 2 (tern2) or 3 (tern1.67)
+ * weights of one column along K, its code d0 + 3*d1 (+ 9*d2) < 32. */
+typedef struct tb_unit_kernels {
+    /* One row's tables: units * 32 int16 (entry e: the sum of the unit's activations weighted by e's
+     * digits - 1), from units * g int8 activations. */
+    void (*tables)(int packing, const int8_t *q, size_t units, int16_t *tab);
+    /* nsteps steps of one tile -> int16 codes[unit][64 columns], cstride int16 per unit. */
+    void (*decode)(int packing, const uint8_t *w, size_t nsteps, int16_t *codes, size_t cstride);
+    /* Four rows, ncols (64 or 128) columns: acc[r * astride + c] += sum over units of the row's table
+     * entry at code[u][c]; tables tstride int16 apart per row. At most TB_UNIT_BLOCK_* units a call. */
+    void (*gemm)(const int16_t *codes, size_t cstride, size_t ncols, size_t units, const int16_t *tab,
+                 size_t tstride, int32_t *acc, size_t astride);
+} tb_unit_kernels;
+
+/* Units per int16 block: 128 * 254 and 84 * 381 stay below 32767. */
+#define TB_UNIT_BLOCK_TERN2 128
+#define TB_UNIT_BLOCK_TERN167 84
+
 typedef struct tb_kernels {
     const char *name;
     /* Quantize one row of k floats to int8 (rint, clamp +-127), zero-fill up to kp; return absmax, or 0
@@ -42,6 +60,8 @@ typedef struct tb_kernels {
      * acc[c * 16 * r16 + r] (c < 64); codes is scratch of TB_ROWLUT_GROUPS * 64 uint16. */
     void (*rowlut)(int packing, const uint8_t *w, size_t nsteps, const uint8_t *tab, size_t r16, uint16_t *codes,
                    int32_t *acc);
+    /* Optional unit-table GEMM (NULL where a path has none); preferred over rowlut for M >= TB_UNIT_MIN_ROWS. */
+    const tb_unit_kernels *units;
 } tb_kernels;
 
 /* Row-LUT k-blocks: int16 sums of at most 64 tables of |v| <= 508 (tern2, 4 weights) or 84 of |v| <= 381
@@ -53,6 +73,8 @@ typedef struct tb_kernels {
 extern const tb_kernels tb_kernels_portable;
 #if defined(__x86_64__) || defined(__i386__)
 extern const tb_kernels tb_kernels_avx2;
+extern const tb_kernels tb_kernels_avx512;
+extern const tb_unit_kernels tb_unit_kernels_avx512;
 #endif
 #if defined(__aarch64__)
 extern const tb_kernels tb_kernels_neon;

@@ -1,0 +1,148 @@
+/* AVX-512 (F, BW, VBMI) GEMM path: "unit tables" looked up with vpermb. This translation unit alone is
+ * compiled with -mavx512f -mavx512bw -mavx512vbmi; the driver calls it only when the CPU and OS have them.
+ *
+ * A unit is one group of g weights of a column along K (g = 2 for tern2, 3 for tern1.67). Its code,
+ * d0 + 3*d1 (+ 9*d2) with digits d = t + 1, is < 32, so a unit's partial sums for one activation row fit
+ * one zmm of 32 int16 entries, and one byte permute fetches them for 32 columns at once: 64 (tern2) or 96
+ * (tern1.67) weight-row products per lookup, with no sign fix-up (the tern1.67 sign is folded back into
+ * the code when the weights are decoded). Decoded codes are stored as byte pairs (2c, 2c + 1) so that
+ * vpermb returns whole int16 entries: measured here, vpermb zmm runs 1.6x as often as vpermw zmm. Decoding a tile's packed bytes into int16 codes
+ * costs about as much as one row of lookups, so this path pays from a few rows on; single rows keep the
+ * AVX2 per-row kernels.
+ *
+ * Exactness: int16 lanes hold at most TB_UNIT_BLOCK_* unit sums (|v| <= 254 or 381) before they are
+ * widened into int32, so no partial sum can overflow for any K. */
+#include <immintrin.h>
+
+#include "tritbench.h"
+
+/* Table entries (< 3^g) whose digit j is 0 (the weight is -1: subtract q_j) or 2 (+1: add q_j). */
+static const __mmask32 TERN2_NEG[2] = {0x49, 0x7}, TERN2_POS[2] = {0x124, 0x1c0};
+static const __mmask32 TERN3_NEG[3] = {0x1249249, 0x1c0e07, 0x1ff};
+static const __mmask32 TERN3_POS[3] = {0x4924924, 0x70381c0, 0x7fc0000};
+
+/* One row's tables for `units` units from its int8 activations q (g per unit): 32 int16 each. */
+static void tk_avx512_unit_tables(int packing, const int8_t *q, size_t units, int16_t *tab) {
+    const __m512i zero = _mm512_setzero_si512();
+    if (packing == TB_TERN2) {
+        for (; units; units--, q += 2, tab += 32) {
+            __m512i v = zero;
+            for (int j = 0; j < 2; j++) {
+                __m512i b = _mm512_set1_epi16(q[j]);
+                v = _mm512_mask_sub_epi16(v, TERN2_NEG[j], v, b);
+                v = _mm512_mask_add_epi16(v, TERN2_POS[j], v, b);
+            }
+            _mm512_storeu_si512(tab, v);
+        }
+        return;
+    }
+    for (; units; units--, q += 3, tab += 32) {
+        __m512i v = zero;
+        for (int j = 0; j < 3; j++) {
+            __m512i b = _mm512_set1_epi16(q[j]);
+            v = _mm512_mask_sub_epi16(v, TERN3_NEG[j], v, b);
+            v = _mm512_mask_add_epi16(v, TERN3_POS[j], v, b);
+        }
+        _mm512_storeu_si512(tab, v);
+    }
+}
+
+/* 16 code bytes c -> 16 int16 lanes holding the byte indices (2c, 2c + 1) of entry c. */
+static inline void tk_avx512_put16(__m128i codes, int16_t *dst) {
+    __m256i c = _mm256_cvtepu8_epi16(codes);
+    __m256i lo = _mm256_add_epi16(c, c);
+    __m256i pair = _mm256_add_epi16(_mm256_add_epi16(lo, _mm256_slli_epi16(lo, 8)), _mm256_set1_epi16(0x100));
+    _mm256_storeu_si256((__m256i *)dst, pair);
+}
+
+/* Decode nsteps steps of one tile into codes[unit][column] (int16 byte-index pairs, row stride cstride): per step 2 units
+ * (tern2: the pair's two groups) or 4 (tern1.67: the duo's four groups). Byte i of a 32-byte index plane
+ * is the group (i / 16) of its pair and tile column 16 * plane + i % 16 (packing.py's layout). */
+static inline __attribute__((always_inline)) void tk_avx512_decode_impl(int packing, const uint8_t *w, size_t nsteps,
+                                                                        int16_t *codes, size_t cstride) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256(), c13 = _mm256_set1_epi8(13);
+    for (; nsteps; nsteps--) {
+        int pairs = packing == TB_TERN2 ? 1 : 2;
+        __m256i s = packing == TB_TERN2 ? zero : _mm256_loadu_si256((const __m256i *)(w + 128));
+        for (int p = 0; p < pairs; p++) {
+            int16_t *g0 = codes, *g1 = codes + cstride;
+            for (int x = 0; x < 4; x++) {
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(w + (p << 6) + ((x >> 1) << 5)));
+                __m256i idx = _mm256_and_si256((x & 1) ? _mm256_srli_epi16(raw, 4) : raw, m4);
+                if (packing != TB_TERN2) {
+                    /* sign bit 1: code = 13 - index, else 13 + index (two's complement negate by mask) */
+                    __m256i m = _mm256_cmpgt_epi8(zero, s);
+                    s = _mm256_add_epi8(s, s);
+                    idx = _mm256_add_epi8(c13, _mm256_sub_epi8(_mm256_xor_si256(idx, m), m));
+                }
+                tk_avx512_put16(_mm256_castsi256_si128(idx), g0 + (x << 4));
+                tk_avx512_put16(_mm256_extracti128_si256(idx, 1), g1 + (x << 4));
+            }
+            codes += cstride << 1;
+        }
+        w += packing == TB_TERN2 ? TB_STEP_TERN2 : TB_STEP_TERN167;
+    }
+}
+
+/* The row stride is one of two constants, so the code's pointer steps stay shifts (no imul). */
+static void tk_avx512_unit_decode(int packing, const uint8_t *w, size_t nsteps, int16_t *codes, size_t cstride) {
+    if (cstride == 2 * TB_TILE_N)
+        tk_avx512_decode_impl(packing, w, nsteps, codes, 2 * TB_TILE_N);
+    else
+        tk_avx512_decode_impl(packing, w, nsteps, codes, TB_TILE_N);
+}
+
+/* Four rows x NV zmm of 32 columns: acc[r * astride + c] += sum over units of T_r[u][code[u][c]].
+ * tab holds the rows' tables (row stride tstride int16, 32 per unit), codes cstride int16 per unit. */
+#define TK_AVX512_GEMM_FN(NAME, NV)                                                                      \
+    static void NAME(const int16_t *codes, size_t cstride, size_t units, const int16_t *tab, size_t tstride, \
+                     int32_t *acc, size_t astride) {                                                     \
+        __m512i a[4][NV];                                                                                \
+        for (int r = 0; r < 4; r++)                                                                      \
+            for (int j = 0; j < NV; j++) a[r][j] = _mm512_setzero_si512();                               \
+        const int16_t *t0 = tab, *t1 = t0 + tstride, *t2 = t1 + tstride, *t3 = t2 + tstride;             \
+        for (; units; units--) {                                                                         \
+            __m512i ix[NV];                                                                              \
+            for (int j = 0; j < NV; j++) ix[j] = _mm512_loadu_si512(codes + (j << 5));                   \
+            __m512i t;                                                                                   \
+            t = _mm512_loadu_si512(t0);                                                                  \
+            for (int j = 0; j < NV; j++) a[0][j] = _mm512_add_epi16(a[0][j], _mm512_permutexvar_epi8(ix[j], t)); \
+            t = _mm512_loadu_si512(t1);                                                                  \
+            for (int j = 0; j < NV; j++) a[1][j] = _mm512_add_epi16(a[1][j], _mm512_permutexvar_epi8(ix[j], t)); \
+            t = _mm512_loadu_si512(t2);                                                                  \
+            for (int j = 0; j < NV; j++) a[2][j] = _mm512_add_epi16(a[2][j], _mm512_permutexvar_epi8(ix[j], t)); \
+            t = _mm512_loadu_si512(t3);                                                                  \
+            for (int j = 0; j < NV; j++) a[3][j] = _mm512_add_epi16(a[3][j], _mm512_permutexvar_epi8(ix[j], t)); \
+            codes += cstride;                                                                            \
+            t0 += 32;                                                                                    \
+            t1 += 32;                                                                                    \
+            t2 += 32;                                                                                    \
+            t3 += 32;                                                                                    \
+        }                                                                                                \
+        for (int r = 0; r < 4; r++, acc += astride) {                                                    \
+            for (int j = 0; j < NV; j++) {                                                               \
+                int32_t *o = acc + (j << 5);                                                             \
+                __m512i lo = _mm512_cvtepi16_epi32(_mm512_castsi512_si256(a[r][j]));                     \
+                __m512i hi = _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(a[r][j], 1));               \
+                _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), lo));                     \
+                _mm512_storeu_si512(o + 16, _mm512_add_epi32(_mm512_loadu_si512(o + 16), hi));           \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+TK_AVX512_GEMM_FN(tk_avx512_gemm_64, 2)
+TK_AVX512_GEMM_FN(tk_avx512_gemm_128, 4)
+
+static void tk_avx512_unit_gemm(const int16_t *codes, size_t cstride, size_t ncols, size_t units, const int16_t *tab,
+                                size_t tstride, int32_t *acc, size_t astride) {
+    if (ncols == 2 * TB_TILE_N)
+        tk_avx512_gemm_128(codes, cstride, units, tab, tstride, acc, astride);
+    else
+        tk_avx512_gemm_64(codes, cstride, units, tab, tstride, acc, astride);
+}
+
+const tb_unit_kernels tb_unit_kernels_avx512 = {
+    .tables = tk_avx512_unit_tables,
+    .decode = tk_avx512_unit_decode,
+    .gemm = tk_avx512_unit_gemm,
+};
