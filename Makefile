@@ -11,22 +11,27 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 # The onnxruntime backend's custom op, compiled with the system compiler.
 ONNX_LIB := backends/onnx/lib/libtritbench_ternary.so
+# The read-bandwidth probe (bench/bandwidth.py falls back to a slower numpy probe without it).
+STREAM_LIB := bench/lib/libtritbench_stream.so
 
 .PHONY: run test install lint clean
 
-run: $(STAMP) $(ONNX_LIB)
+run: $(STAMP) $(ONNX_LIB) $(STREAM_LIB)
 	$(BIN)/bench run $(ARGS)
 
-test: $(STAMP) $(ONNX_LIB)
+test: $(STAMP) $(ONNX_LIB) $(STREAM_LIB)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(ONNX_LIB): $(wildcard backends/onnx/csrc/*.c backends/onnx/csrc/*.h) backends/onnx/csrc/Makefile
 	$(MAKE) -C backends/onnx/csrc
 
+$(STREAM_LIB): bench/csrc/stream_read.c bench/csrc/Makefile
+	$(MAKE) -C bench/csrc
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-install: $(STAMP) $(ONNX_LIB)
+install: $(STAMP) $(ONNX_LIB) $(STREAM_LIB)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { \
@@ -43,3 +48,4 @@ $(STAMP): pyproject.toml
 clean:
 	rm -rf $(VENV) build *.egg-info
 	$(MAKE) -C backends/onnx/csrc clean
+	$(MAKE) -C bench/csrc clean
