@@ -1,5 +1,5 @@
-"""ctypes access to the library's plain C API (no onnxruntime): which kernel path runs, a direct matmul,
-the packed size, and a streaming-read bandwidth probe."""
+"""ctypes access to the library's plain C API (no onnxruntime): which kernel path runs, a direct matmul
+and the packed size (the read-bandwidth probe lives in bench.bandwidth)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ def _lib() -> ctypes.CDLL:
     lib.tritbench_matmul.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
                                      ctypes.c_char_p, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p,
                                      ctypes.c_char_p, ctypes.c_size_t]
-    lib.tritbench_stream_read.restype = ctypes.c_uint64
-    lib.tritbench_stream_read.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     return lib
 
 
@@ -57,15 +55,3 @@ def matmul(x: np.ndarray, packed: np.ndarray, K: int, N: int, packing: str, scal
     if rc != 0:
         raise ValueError(err.value.decode())
     return y
-
-
-def stream_read_gbs(buf: np.ndarray, reps: int = 5) -> float:
-    """Best GB/s of one thread streaming `buf` (make it larger than the last-level cache)."""
-    import time
-
-    best = 0.0
-    for _ in range(reps):
-        t0 = time.perf_counter_ns()
-        _lib().tritbench_stream_read(buf.ctypes.data, buf.nbytes)
-        best = max(best, buf.nbytes / (time.perf_counter_ns() - t0))
-    return best

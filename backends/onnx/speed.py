@@ -7,7 +7,7 @@ the calling thread). Cold weights: every model is loaded into enough sessions (e
 the weights) that cycling through them streams more than twice the last-level cache between two runs of
 the same session, so only the weights are cold, not the code or onnxruntime's own data. Median of reps.
 Prints a markdown table: ternary time, baseline / ternary time ratios, and packed-weight GB/s next to one
-core's streaming-read bandwidth.
+core's read bandwidth (bench.bandwidth's probe).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import onnxruntime as ort
 
 from backends.onnx import graphs, native
 from backends.onnx.packing import PACKINGS, packed_size
+from bench.bandwidth import read_bandwidth
 
 CACHE_BYTES = 64 << 20  # stream at least this much (2x a 32 MB L3) between two runs of one session
 MAX_COPIES = 40
@@ -78,8 +79,9 @@ def main() -> None:
     parser.add_argument("--baselines", default="fp32,nbits2,nbits2_64,nbits4,int8")
     parser.add_argument("--packings", default=",".join(PACKINGS))
     args = parser.parse_args()
-    bw = native.stream_read_gbs(np.ones(256 << 17, np.int64))
-    print(f"kernel path: {native.kernel_name()}; one-core streaming read: {bw:.1f} GB/s (256 MB buffer)\n")
+    probe = read_bandwidth(1)
+    bw = probe["gbps"]
+    print(f"kernel path: {native.kernel_name()}; one-core read bandwidth: {bw:.1f} GB/s ({probe['method']})\n")
     packings = [p for p in args.packings.split(",") if p]
     baselines = [b for b in args.baselines.split(",") if b]
     header = ["K x N", "M", "packing", "us", "GB/s", "% read bw"] + [f"{b} (x)" for b in baselines]

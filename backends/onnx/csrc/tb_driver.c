@@ -466,18 +466,3 @@ TB_EXPORT int tritbench_matmul(const float *x, int64_t M, int64_t K, const uint8
     if (!kern) return -1;
     return tb_matmul(kern, x, (size_t)M, (size_t)K, packed, p, (size_t)N, scale, y, NULL, NULL, err, errlen);
 }
-
-/* Stream-read n bytes (a bandwidth probe); returns a value that depends on every byte read. */
-TB_EXPORT uint64_t tritbench_stream_read(const void *buf, size_t n) {
-    const uint64_t *p = buf;
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    size_t words = n / 8, i = 0;
-    for (; i + 4 <= words; i += 4) {
-        a ^= p[i];
-        b ^= p[i + 1];
-        c ^= p[i + 2];
-        d ^= p[i + 3];
-    }
-    for (; i < words; i++) a ^= p[i];
-    return a ^ b ^ c ^ d;
-}
