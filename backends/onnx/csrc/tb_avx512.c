@@ -1,43 +1,29 @@
 /* AVX-512 (F, BW, VBMI) GEMM path: "unit tables" looked up with vpermb. This translation unit alone is
  * compiled with -mavx512f -mavx512bw -mavx512vbmi; the driver calls it only when the CPU and OS have them.
  *
- * A unit is one group of g weights of a column along K (g = 2 for tern2, 3 for tern1.67). Its code,
- * d0 + 3*d1 (+ 9*d2) with digits d = t + 1, is < 32, so a unit's partial sums for one activation row fit
- * one zmm of 32 int16 entries, and one byte permute fetches them for 32 columns at once: 64 (tern2) or 96
- * (tern1.67) weight-row products per lookup, with no sign fix-up (the tern1.67 sign is folded back into
- * the code when the weights are decoded). Decoded codes are stored as byte pairs (2c, 2c + 1) so that
- * vpermb returns whole int16 entries: measured here, vpermb zmm runs 1.6x as often as vpermw zmm. Decoding a tile's packed bytes into int16 codes
- * costs about as much as one row of lookups, so this path pays from a few rows on; single rows keep the
- * AVX2 per-row kernels.
+ * A unit is 3 consecutive weights of a column along K, in both packings (tern2's pairs are regrouped into
+ * triples when decoded). Its code d0 + 3*d1 + 9*d2 (digits d = t + 1) is < 27, so a unit's partial sums
+ * for one activation row fit one zmm of 32 int16 entries, and one byte permute fetches them for 32 columns
+ * at once: 96 weight-row products per lookup and one vpaddw, with no sign fix-up (the tern1.67 sign is
+ * folded back into the code when decoding). Decoded codes are stored as byte pairs (2c, 2c + 1) so that
+ * vpermb returns whole int16 entries: measured here, vpermb zmm runs 1.6x as often as vpermw zmm.
+ * Decoding a tile costs about one row of lookups, so this path pays from a few rows on; single rows keep
+ * the AVX2 per-row kernels.
  *
- * Exactness: int16 lanes hold at most TB_UNIT_BLOCK_* unit sums (|v| <= 254 or 381) before they are
- * widened into int32, so no partial sum can overflow for any K. */
+ * Exactness: int16 lanes hold at most TB_UNIT_BLOCK unit sums (|v| <= 381) before they are widened into
+ * int32, so no partial sum can overflow for any K. */
 #include <immintrin.h>
 
 #include "tritbench.h"
 
-/* Table entries (< 3^g) whose digit j is 0 (the weight is -1: subtract q_j) or 2 (+1: add q_j). */
-static const __mmask32 TERN2_NEG[2] = {0x49, 0x7}, TERN2_POS[2] = {0x124, 0x1c0};
+/* Table entries (< 27) whose digit j is 0 (the weight is -1: subtract q_j) or 2 (+1: add q_j). */
 static const __mmask32 TERN3_NEG[3] = {0x1249249, 0x1c0e07, 0x1ff};
 static const __mmask32 TERN3_POS[3] = {0x4924924, 0x70381c0, 0x7fc0000};
 
-/* One row's tables for `units` units from its int8 activations q (g per unit): 32 int16 each. */
-static void tk_avx512_unit_tables(int packing, const int8_t *q, size_t units, int16_t *tab) {
-    const __m512i zero = _mm512_setzero_si512();
-    if (packing == TB_TERN2) {
-        for (; units; units--, q += 2, tab += 32) {
-            __m512i v = zero;
-            for (int j = 0; j < 2; j++) {
-                __m512i b = _mm512_set1_epi16(q[j]);
-                v = _mm512_mask_sub_epi16(v, TERN2_NEG[j], v, b);
-                v = _mm512_mask_add_epi16(v, TERN2_POS[j], v, b);
-            }
-            _mm512_storeu_si512(tab, v);
-        }
-        return;
-    }
+/* One row's tables for `units` units from its int8 activations q (3 per unit): 32 int16 each. */
+static void tk_avx512_unit_tables(const int8_t *q, size_t units, int16_t *tab) {
     for (; units; units--, q += 3, tab += 32) {
-        __m512i v = zero;
+        __m512i v = _mm512_setzero_si512();
         for (int j = 0; j < 3; j++) {
             __m512i b = _mm512_set1_epi16(q[j]);
             v = _mm512_mask_sub_epi16(v, TERN3_NEG[j], v, b);
@@ -55,41 +41,75 @@ static inline void tk_avx512_put16(__m128i codes, int16_t *dst) {
     _mm256_storeu_si256((__m256i *)dst, pair);
 }
 
-/* Decode nsteps steps of one tile into codes[unit][column] (int16 byte-index pairs, row stride cstride): per step 2 units
- * (tern2: the pair's two groups) or 4 (tern1.67: the duo's four groups). Byte i of a 32-byte index plane
- * is the group (i / 16) of its pair and tile column 16 * plane + i % 16 (packing.py's layout). */
-static inline __attribute__((always_inline)) void tk_avx512_decode_impl(int packing, const uint8_t *w, size_t nsteps,
-                                                                        int16_t *codes, size_t cstride) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256(), c13 = _mm256_set1_epi8(13);
-    for (; nsteps; nsteps--) {
-        int pairs = packing == TB_TERN2 ? 1 : 2;
-        __m256i s = packing == TB_TERN2 ? zero : _mm256_loadu_si256((const __m256i *)(w + 128));
-        for (int p = 0; p < pairs; p++) {
-            int16_t *g0 = codes, *g1 = codes + cstride;
+static inline __m256i ld(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* Index plane x (0..3: 32-byte vector x / 2, low or high nibbles) of one pair's 64 bytes. Byte i is group
+ * i / 16 of the pair and tile column 16 * x + i % 16 (packing.py's layout). */
+static inline __m256i tk_avx512_plane(const uint8_t *pair, int x) {
+    __m256i raw = ld(pair + ((x >> 1) << 5));
+    return _mm256_and_si256((x & 1) ? _mm256_srli_epi16(raw, 4) : raw, _mm256_set1_epi8(0x0f));
+}
+
+/* tern1.67: each step (duo) is 4 units, their code 13 -+ index by the sign bit. */
+static inline __attribute__((always_inline)) void tk_avx512_decode3(const uint8_t *w, size_t nsteps, int16_t *codes,
+                                                                    size_t cstride) {
+    const __m256i zero = _mm256_setzero_si256(), c13 = _mm256_set1_epi8(13);
+    for (; nsteps; nsteps--, w += TB_STEP_TERN167) {
+        __m256i s = ld(w + 128);
+        for (int p = 0; p < 2; p++, codes += cstride << 1) {
             for (int x = 0; x < 4; x++) {
-                __m256i raw = _mm256_loadu_si256((const __m256i *)(w + (p << 6) + ((x >> 1) << 5)));
-                __m256i idx = _mm256_and_si256((x & 1) ? _mm256_srli_epi16(raw, 4) : raw, m4);
-                if (packing != TB_TERN2) {
-                    /* sign bit 1: code = 13 - index, else 13 + index (two's complement negate by mask) */
-                    __m256i m = _mm256_cmpgt_epi8(zero, s);
-                    s = _mm256_add_epi8(s, s);
-                    idx = _mm256_add_epi8(c13, _mm256_sub_epi8(_mm256_xor_si256(idx, m), m));
-                }
-                tk_avx512_put16(_mm256_castsi256_si128(idx), g0 + (x << 4));
-                tk_avx512_put16(_mm256_extracti128_si256(idx, 1), g1 + (x << 4));
+                __m256i m = _mm256_cmpgt_epi8(zero, s); /* sign bit 1: code = 13 - index */
+                s = _mm256_add_epi8(s, s);
+                __m256i c = _mm256_add_epi8(c13, _mm256_sub_epi8(_mm256_xor_si256(tk_avx512_plane(w + (p << 6), x), m), m));
+                tk_avx512_put16(_mm256_castsi256_si128(c), codes + (x << 4));
+                tk_avx512_put16(_mm256_extracti128_si256(c, 1), codes + cstride + (x << 4));
             }
-            codes += cstride << 1;
         }
-        w += packing == TB_TERN2 ? TB_STEP_TERN2 : TB_STEP_TERN167;
     }
 }
 
-/* The row stride is one of two constants, so the code's pointer steps stay shifts (no imul). */
+/* tern2: groups G0..G5 of three steps (2 weights each, index g = d0 + 3*d1) regrouped into four triples:
+ * T0 = G0 + 9*(G1 % 3), T1 = G1 / 3 + 3*G2, T2 = G3 + 9*(G4 % 3), T3 = G4 / 3 + 3*G5, with 16-entry byte
+ * tables (vpshufb). A missing step at the end of K reads as zero weights (index 4). */
+static inline __attribute__((always_inline)) void tk_avx512_decode2(const uint8_t *w, size_t nsteps, int16_t *codes,
+                                                                    size_t cstride) {
+    const __m128i low9 = _mm_setr_epi8(0, 9, 18, 0, 9, 18, 0, 9, 18, 0, 0, 0, 0, 0, 0, 0);
+    const __m128i high = _mm_setr_epi8(0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0);
+    const __m128i times3 = _mm_setr_epi8(0, 3, 6, 9, 12, 15, 18, 21, 24, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i zeros = _mm256_set1_epi8(4);
+    for (; nsteps; nsteps = nsteps > 3 ? nsteps - 3 : 0, w += 3 * TB_STEP_TERN2, codes += cstride << 2) {
+        for (int x = 0; x < 4; x++) {
+            __m256i a = tk_avx512_plane(w, x);
+            __m256i b = nsteps > 1 ? tk_avx512_plane(w + TB_STEP_TERN2, x) : zeros;
+            __m256i c = nsteps > 2 ? tk_avx512_plane(w + 2 * TB_STEP_TERN2, x) : zeros;
+            __m128i g0 = _mm256_castsi256_si128(a), g1 = _mm256_extracti128_si256(a, 1);
+            __m128i g2 = _mm256_castsi256_si128(b), g3 = _mm256_extracti128_si256(b, 1);
+            __m128i g4 = _mm256_castsi256_si128(c), g5 = _mm256_extracti128_si256(c, 1);
+            int16_t *o = codes + (x << 4);
+            tk_avx512_put16(_mm_add_epi8(g0, _mm_shuffle_epi8(low9, g1)), o);
+            tk_avx512_put16(_mm_add_epi8(_mm_shuffle_epi8(high, g1), _mm_shuffle_epi8(times3, g2)), o + cstride);
+            tk_avx512_put16(_mm_add_epi8(g3, _mm_shuffle_epi8(low9, g4)), o + (cstride << 1));
+            tk_avx512_put16(_mm_add_epi8(_mm_shuffle_epi8(high, g4), _mm_shuffle_epi8(times3, g5)),
+                            o + (cstride << 1) + cstride);
+        }
+    }
+}
+
+/* Decode nsteps steps of one tile into codes[unit][column] (int16 byte-index pairs, cstride int16 per
+ * unit): ceil(nsteps * 4 / 3) units for tern2, 4 * nsteps for tern1.67. The row stride is one of two
+ * constants, so the pointer steps stay shifts (no imul). */
 static void tk_avx512_unit_decode(int packing, const uint8_t *w, size_t nsteps, int16_t *codes, size_t cstride) {
-    if (cstride == 2 * TB_TILE_N)
-        tk_avx512_decode_impl(packing, w, nsteps, codes, 2 * TB_TILE_N);
-    else
-        tk_avx512_decode_impl(packing, w, nsteps, codes, TB_TILE_N);
+    if (packing == TB_TERN2) {
+        if (cstride == 2 * TB_TILE_N)
+            tk_avx512_decode2(w, nsteps, codes, 2 * TB_TILE_N);
+        else
+            tk_avx512_decode2(w, nsteps, codes, TB_TILE_N);
+    } else {
+        if (cstride == 2 * TB_TILE_N)
+            tk_avx512_decode3(w, nsteps, codes, 2 * TB_TILE_N);
+        else
+            tk_avx512_decode3(w, nsteps, codes, TB_TILE_N);
+    }
 }
 
 /* Four rows x NV zmm of 32 columns: acc[r * astride + c] += sum over units of T_r[u][code[u][c]].

@@ -296,28 +296,35 @@ static int tb_matmul_rowlut(tb_job *job, tb_parallel_for pfor, void *runner, cha
 }
 
 /* ---- unit-table GEMM (paths with units, M >= TB_UNIT_MIN_ROWS) ----
- * Per k-block of at most TB_UNIT_BLOCK_* units: every row's tables (rows padded to 4 with zero tables),
- * then tasks of two tiles decode their codes once and run all rows over them, adding into int32 sums. */
+ * Per k-block of TB_UNIT_BLOCK units (3 K rows each): every row's tables (rows padded to 4 with zero
+ * tables), then tasks of two tiles decode their codes once and run all rows over them, adding into int32
+ * sums. Activations are stored with a row stride of 3 * units, zero-filled past K. */
 #define TB_UNIT_MIN_ROWS 4 /* measured: from here on decoding once beats the per-row kernels */
 #define TB_UNIT_ROWS 4     /* rows per gemm call */
 
 typedef struct {
     tb_job *job;
     const tb_unit_kernels *uk;
-    size_t Mp, upstep, ublock, sblock, units, ntasks, np, kb;
+    size_t Mp, kq, sblock, units, ntasks, np, kb;
     int16_t *tabs;
     int32_t *acc;
     int failed;
 } tb_unit_job;
 
+static void tb_unit_quant_task(void *user, size_t m) {
+    tb_unit_job *uj = user;
+    tb_job *job = uj->job;
+    float absmax = job->kern->quantize(job->x + m * job->K, job->K, uj->kq, job->q + m * uj->kq);
+    job->rescale[m] = (absmax / 127.0f) * job->scale;
+}
+
 static void tb_unit_tables_task(void *user, size_t m) {
     tb_unit_job *uj = user;
     tb_job *job = uj->job;
-    size_t g = job->g.packing == TB_TERN2 ? 2 : 3;
-    size_t u0 = uj->kb * uj->ublock, n = uj->units - u0 < uj->ublock ? uj->units - u0 : uj->ublock;
-    int16_t *tab = uj->tabs + m * uj->ublock * 32;
+    size_t u0 = uj->kb * TB_UNIT_BLOCK, n = uj->units - u0 < TB_UNIT_BLOCK ? uj->units - u0 : TB_UNIT_BLOCK;
+    int16_t *tab = uj->tabs + m * TB_UNIT_BLOCK * 32;
     if (m < job->M)
-        uj->uk->tables(job->g.packing, job->q + m * job->g.kp + u0 * g, n, tab);
+        uj->uk->tables(job->q + m * uj->kq + u0 * 3, n, tab);
     else
         memset(tab, 0, n * 32 * sizeof(int16_t));
 }
@@ -328,8 +335,8 @@ static void tb_unit_gemm_task(void *user, size_t task) {
     const tb_geom *g = &job->g;
     size_t t0 = task * 2, nt = g->ntiles - t0 < 2 ? g->ntiles - t0 : 2, ncols = nt * TB_TILE_N;
     size_t s0 = uj->kb * uj->sblock, steps = g->nsteps - s0 < uj->sblock ? g->nsteps - s0 : uj->sblock;
-    size_t units = steps * uj->upstep;
-    int16_t *codes = tb_scratch_get(1, uj->ublock * ncols * sizeof(int16_t));
+    size_t u0 = uj->kb * TB_UNIT_BLOCK, units = uj->units - u0 < TB_UNIT_BLOCK ? uj->units - u0 : TB_UNIT_BLOCK;
+    int16_t *codes = tb_scratch_get(1, TB_UNIT_BLOCK * ncols * sizeof(int16_t));
     if (!codes) {
         __atomic_store_n(&uj->failed, 1, __ATOMIC_RELAXED);
         return;
@@ -338,7 +345,7 @@ static void tb_unit_gemm_task(void *user, size_t task) {
         uj->uk->decode(g->packing, job->packed + (t0 + t) * g->tile_bytes + s0 * g->step_bytes, steps,
                        codes + t * TB_TILE_N, ncols);
     for (size_t m0 = 0; m0 < uj->Mp; m0 += TB_UNIT_ROWS)
-        uj->uk->gemm(codes, ncols, ncols, units, uj->tabs + m0 * uj->ublock * 32, uj->ublock * 32,
+        uj->uk->gemm(codes, ncols, ncols, units, uj->tabs + m0 * TB_UNIT_BLOCK * 32, TB_UNIT_BLOCK * 32,
                      uj->acc + m0 * uj->np + t0 * TB_TILE_N, uj->np);
 }
 
@@ -351,16 +358,16 @@ static void tb_unit_rescale_task(void *user, size_t m) {
 static int tb_matmul_units(tb_job *job, tb_parallel_for pfor, void *runner, char *err, size_t errlen) {
     const tb_geom *g = &job->g;
     tb_unit_job uj = {.job = job, .uk = job->kern->units};
-    uj.upstep = g->packing == TB_TERN2 ? 2 : 4;
-    uj.ublock = g->packing == TB_TERN2 ? TB_UNIT_BLOCK_TERN2 : TB_UNIT_BLOCK_TERN167;
-    uj.sblock = uj.ublock / uj.upstep;
-    uj.units = g->nsteps * uj.upstep;
+    size_t kstep = g->packing == TB_TERN2 ? 4 : 12;
+    uj.sblock = 3 * TB_UNIT_BLOCK / kstep;
+    uj.units = (g->kp + 2) / 3;
+    uj.kq = 3 * uj.units;
     uj.Mp = (job->M + TB_UNIT_ROWS - 1) / TB_UNIT_ROWS * TB_UNIT_ROWS;
     uj.np = g->ntiles * TB_TILE_N;
     uj.ntasks = (g->ntiles + 1) / 2;
-    size_t q_bytes = (job->M * g->kp + 63) & ~(size_t)63;
+    size_t q_bytes = (job->M * uj.kq + 63) & ~(size_t)63;
     size_t r_bytes = (job->M * sizeof(float) + 63) & ~(size_t)63;
-    size_t t_bytes = uj.Mp * uj.ublock * 32 * sizeof(int16_t);
+    size_t t_bytes = uj.Mp * TB_UNIT_BLOCK * 32 * sizeof(int16_t);
     size_t a_bytes = uj.Mp * uj.np * sizeof(int32_t);
     uint8_t *work = tb_scratch_get(0, q_bytes + r_bytes + t_bytes + a_bytes);
     if (!work) {
@@ -372,7 +379,7 @@ static int tb_matmul_units(tb_job *job, tb_parallel_for pfor, void *runner, char
     uj.tabs = (int16_t *)(work + q_bytes + r_bytes);
     uj.acc = (int32_t *)(work + q_bytes + r_bytes + t_bytes);
     memset(uj.acc, 0, a_bytes);
-    int rc = pfor(runner, tb_quant_task, job->M, job);
+    int rc = pfor(runner, tb_unit_quant_task, job->M, &uj);
     size_t nkb = (g->nsteps + uj.sblock - 1) / uj.sblock;
     for (uj.kb = 0; !rc && uj.kb < nkb; uj.kb++) {
         rc = pfor(runner, tb_unit_tables_task, uj.Mp, &uj);

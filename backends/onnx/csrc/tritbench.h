@@ -20,23 +20,23 @@
 #define TB_STEP_TERN2 64
 #define TB_STEP_TERN167 160
 
-/* Optional GEMM path on 32-entry unit tables (tb_avx512.c): a unit is g = 2 (tern2) or 3 (tern1.67)
- * weights of one column along K, its code d0 + 3*d1 (+ 9*d2) < 32. */
+/* Optional GEMM path on 32-entry unit tables (tb_avx512.c): a unit is 3 weights of one column along K
+ * (k = 3u .. 3u + 2, in both packings), its code d0 + 3*d1 + 9*d2 < 27. */
 typedef struct tb_unit_kernels {
     /* One row's tables: units * 32 int16 (entry e: the sum of the unit's activations weighted by e's
-     * digits - 1), from units * g int8 activations. */
-    void (*tables)(int packing, const int8_t *q, size_t units, int16_t *tab);
-    /* nsteps steps of one tile -> int16 codes[unit][64 columns], cstride int16 per unit. */
+     * digits - 1), from units * 3 int8 activations. */
+    void (*tables)(const int8_t *q, size_t units, int16_t *tab);
+    /* nsteps steps of one tile -> int16 codes[unit][64 columns], cstride int16 per unit:
+     * ceil(nsteps * 4 / 3) units (tern2; nsteps a multiple of 3 except at the end of K) or 4 * nsteps. */
     void (*decode)(int packing, const uint8_t *w, size_t nsteps, int16_t *codes, size_t cstride);
     /* Four rows, ncols (64 or 128) columns: acc[r * astride + c] += sum over units of the row's table
-     * entry at code[u][c]; tables tstride int16 apart per row. At most TB_UNIT_BLOCK_* units a call. */
+     * entry at code[u][c]; tables tstride int16 apart per row. At most TB_UNIT_BLOCK units a call. */
     void (*gemm)(const int16_t *codes, size_t cstride, size_t ncols, size_t units, const int16_t *tab,
                  size_t tstride, int32_t *acc, size_t astride);
 } tb_unit_kernels;
 
-/* Units per int16 block: 128 * 254 and 84 * 381 stay below 32767. */
-#define TB_UNIT_BLOCK_TERN2 128
-#define TB_UNIT_BLOCK_TERN167 84
+/* Units per int16 block: 84 * 381 stays below 32767; 252 K rows are 63 tern2 or 21 tern1.67 steps. */
+#define TB_UNIT_BLOCK 84
 
 typedef struct tb_kernels {
     const char *name;
