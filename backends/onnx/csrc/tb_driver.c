@@ -145,6 +145,7 @@ typedef struct {
     size_t M, K, N;
     float scale;
     int8_t *q;
+    size_t kq; /* q's row stride, zero-filled past K: kp, or 3 * units on the unit-table path */
     uint8_t *tab;
     float *rescale;
     size_t kblock;
@@ -198,7 +199,7 @@ typedef struct {
 
 static void tb_quant_task(void *user, size_t m) {
     tb_job *job = user;
-    float absmax = job->kern->quantize(job->x + m * job->K, job->K, job->g.kp, job->q + m * job->g.kp);
+    float absmax = job->kern->quantize(job->x + m * job->K, job->K, job->kq, job->q + m * job->kq);
     job->rescale[m] = (absmax / 127.0f) * job->scale;
 }
 
@@ -305,18 +306,11 @@ static int tb_matmul_rowlut(tb_job *job, tb_parallel_for pfor, void *runner, cha
 typedef struct {
     tb_job *job;
     const tb_unit_kernels *uk;
-    size_t Mp, kq, sblock, units, ntasks, np, kb;
+    size_t Mp, sblock, units, ntasks, np, kb;
     int16_t *tabs;
     int32_t *acc;
     int failed;
 } tb_unit_job;
-
-static void tb_unit_quant_task(void *user, size_t m) {
-    tb_unit_job *uj = user;
-    tb_job *job = uj->job;
-    float absmax = job->kern->quantize(job->x + m * job->K, job->K, uj->kq, job->q + m * uj->kq);
-    job->rescale[m] = (absmax / 127.0f) * job->scale;
-}
 
 static void tb_unit_tables_task(void *user, size_t m) {
     tb_unit_job *uj = user;
@@ -324,7 +318,7 @@ static void tb_unit_tables_task(void *user, size_t m) {
     size_t u0 = uj->kb * TB_UNIT_BLOCK, n = uj->units - u0 < TB_UNIT_BLOCK ? uj->units - u0 : TB_UNIT_BLOCK;
     int16_t *tab = uj->tabs + m * TB_UNIT_BLOCK * 32;
     if (m < job->M)
-        uj->uk->tables(job->q + m * uj->kq + u0 * 3, n, tab);
+        uj->uk->tables(job->q + m * job->kq + u0 * 3, n, tab);
     else
         memset(tab, 0, n * 32 * sizeof(int16_t));
 }
@@ -361,11 +355,11 @@ static int tb_matmul_units(tb_job *job, tb_parallel_for pfor, void *runner, char
     size_t kstep = g->packing == TB_TERN2 ? 4 : 12;
     uj.sblock = 3 * TB_UNIT_BLOCK / kstep;
     uj.units = (g->kp + 2) / 3;
-    uj.kq = 3 * uj.units;
+    job->kq = 3 * uj.units;
     uj.Mp = (job->M + TB_UNIT_ROWS - 1) / TB_UNIT_ROWS * TB_UNIT_ROWS;
     uj.np = g->ntiles * TB_TILE_N;
     uj.ntasks = (g->ntiles + 1) / 2;
-    size_t q_bytes = (job->M * uj.kq + 63) & ~(size_t)63;
+    size_t q_bytes = (job->M * job->kq + 63) & ~(size_t)63;
     size_t r_bytes = (job->M * sizeof(float) + 63) & ~(size_t)63;
     size_t t_bytes = uj.Mp * TB_UNIT_BLOCK * 32 * sizeof(int16_t);
     size_t a_bytes = uj.Mp * uj.np * sizeof(int32_t);
@@ -379,7 +373,7 @@ static int tb_matmul_units(tb_job *job, tb_parallel_for pfor, void *runner, char
     uj.tabs = (int16_t *)(work + q_bytes + r_bytes);
     uj.acc = (int32_t *)(work + q_bytes + r_bytes + t_bytes);
     memset(uj.acc, 0, a_bytes);
-    int rc = pfor(runner, tb_unit_quant_task, job->M, &uj);
+    int rc = pfor(runner, tb_quant_task, job->M, job);
     size_t nkb = (g->nsteps + uj.sblock - 1) / uj.sblock;
     for (uj.kb = 0; !rc && uj.kb < nkb; uj.kb++) {
         rc = pfor(runner, tb_unit_tables_task, uj.Mp, &uj);
@@ -408,6 +402,7 @@ int tb_matmul(const tb_kernels *kern, const float *x, size_t M, size_t K, const 
         snprintf(err, errlen, "bad geometry K=%zu N=%zu packing=%d", K, N, packing);
         return -1;
     }
+    job.kq = job.g.kp;
     if (M == 0) return 0;
     if (!pfor) pfor = tb_serial;
     if (kern->units && M >= TB_UNIT_MIN_ROWS) return tb_matmul_units(&job, pfor, runner, err, errlen);
