@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from backends.onnx import native
+
 from .conftest import REPO, read_jsonl, run_bench
 
 FORMATS = ("tern2", "tern1.67", "fp32", "fp16", "nbits4", "nbits2", "int8")
@@ -34,6 +36,7 @@ def test_every_onnx_format_runs_gemv_and_gemm(tb_home, tmp_path, custom_op_libra
     assert "NOT fp16 compute" in fp16["settings"]["compute"]  # said plainly, in the record
     assert fp16["model"]["file_bytes"] == 256 * 128 * 4 and fp16["settings"]["stored_weight_bytes"] == 256 * 128 * 2
     tern = onnx[("tern2", "gemv 256x128", 2)]
+    assert tern["settings"]["kernel_path"] == native.kernel_name()  # the CPU's best path, e.g. avx512
     assert tern["settings"]["n_threads"] == 2 and tern["model"]["bits_per_weight"] < 2.05  # padding-free shape
     assert Path(tern["backend"]["custom_op_library"]).exists()
     assert "vs fp32" in proc.stdout and "tern1.67" in proc.stdout

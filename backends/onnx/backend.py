@@ -70,6 +70,11 @@ class OnnxKernelSession:
             "thread_pool_spinning": spinning,
             "onnxruntime": ort.__version__,
         }
+        if fmt in TERNARY:
+            from backends.onnx import native
+
+            # which kernel path ran (TRITBENCH_KERNEL or the CPU's best): avx512, avx2, neon or portable
+            self._settings["kernel_path"] = native.kernel_name()
         self._next = 0
 
     def effective_settings(self) -> dict:
