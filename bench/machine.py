@@ -17,7 +17,8 @@ import psutil
 
 # ISA features that decide which ternary and quantized kernels a CPU can run.
 ISA_FEATURES = {
-    "x86": ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16"),
+    "x86": ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+            "avx512vbmi", "amx_tile", "amx_int8"),
     "arm": ("asimd", "asimddp", "i8mm", "sve", "sve2", "fphp", "asimdhp", "bf16"),
 }
 LIBRARIES = ("numpy", "gguf", "llama-cpp-python", "onnxruntime", "pandas")
