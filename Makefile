@@ -5,9 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tritbench-installed
-# The multimodal library is of no use to a benchmark and doubles the build time.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# The multimodal library is of no use to a benchmark and doubles the build time. The CPU's instruction
+# sets: -march=native, except on CPUs with AMX (see backends/llamacpp/cpu-args.sh).
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(shell sh backends/llamacpp/cpu-args.sh)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+# pip's wheel cache does not key wheels on CMAKE_ARGS: one cache per set of arguments, so that a wheel
+# built with other instruction sets is never reused.
+PIP_CACHE := $(HOME)/.cache/tritbench/pip-$(shell echo "$(CMAKE_ARGS)" | cksum | cut -d' ' -f1)
 
 # The onnxruntime backend's custom op, compiled with the system compiler.
 ONNX_LIB := backends/onnx/lib/libtritbench_ternary.so
@@ -42,7 +46,7 @@ $(STAMP): pyproject.toml
 	    echo "error: python3 -m venv failed; install python3-venv (sudo apt-get install python3-venv)"; exit 1; \
 	  fi; }
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install --cache-dir "$(PIP_CACHE)" -e '.[test]'
 	touch $@
 
 clean:
