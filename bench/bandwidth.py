@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -148,3 +151,23 @@ def read_bandwidth(n_threads: int = 1, buffer_bytes: int | None = None, passes: 
     else:
         gbps, nbytes, method = _c_probe(lib, n_threads, size, passes, streams)
     return {"gbps": gbps, "n_threads": n_threads, "buffer_bytes": nbytes, "llc_bytes": llc, "method": method}
+
+
+def read_bandwidth_in_child(n_threads: int = 1) -> dict:
+    """read_bandwidth(n_threads) measured in a child process. A harness that forks its workers must not
+    touch the probe's buffer itself: a child's lifetime peak RSS (ru_maxrss) starts from its parent's
+    high-water mark, so every later case would report the buffer as its own peak. Falls back to this
+    process (and says so in `method`) if the child fails."""
+    proc = subprocess.run([sys.executable, "-m", "bench.bandwidth", str(n_threads)], capture_output=True,
+                          text=True, timeout=600)
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        reading = read_bandwidth(n_threads)
+        lines = (proc.stderr or "").strip().splitlines()
+        reading["method"] += f" (in the harness: the probe's child failed: {lines[-1] if lines else proc.returncode})"
+        return reading
+
+
+if __name__ == "__main__":
+    print(json.dumps(read_bandwidth(int(sys.argv[1]) if len(sys.argv) > 1 else 1)))

@@ -117,12 +117,12 @@ def _idle_baseline(cfg):
 def _probe_bandwidth(variants) -> dict[int, dict]:
     """Read bandwidth at each thread count the variants use, measured now, in this session: kernel
     cases report GB/s as a share of it, and the cost model's decode roofline divides it by bytes/token."""
-    from bench.bandwidth import read_bandwidth
+    from bench.bandwidth import read_bandwidth_in_child
 
     out: dict[int, dict] = {}
     for t in sorted({v.n_threads for v in variants}):
         with err.status(f"probing read bandwidth with {t} thread(s)..."):
-            out[t] = read_bandwidth(t)
+            out[t] = read_bandwidth_in_child(t)
     return out
 
 

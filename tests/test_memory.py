@@ -42,3 +42,18 @@ def test_phase_peaks_see_what_the_backend_allocates(tb_home, tiny_models, tmp_pa
     # decode allocates nothing extra: its own peak stays well below the prefill peak
     tg = recs[(300, "tg")]
     assert tg["decode"]["peak_rss_bytes"] < tg["load"]["rss_bytes"] + 50 * mib
+
+
+def test_lifetime_peak_is_the_childs_own_not_the_bandwidth_probes(tb_home, tiny_models, tmp_path):
+    """The run probes read bandwidth with a buffer >= 256 MiB before any case; a child's ru_maxrss starts
+    from its parent's high-water mark, so the probe must not run in the harness process itself."""
+    out = tmp_path / "out"
+    proc = run_bench(["run", "-b", "memhog", "-m", "tiny", "-f", "f16", "-p", "4", "-n", "0", "-r", "1",
+                      "--warmups", "0", "--opt", "load_mb=0", "--opt", "prefill_mb=0", "--out", str(out)],
+                     tb_home, TRITBENCH_PLUGINS=PLUGINS)
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = read_jsonl(out)
+    probe = rec["metrics"]["read_bandwidth"]
+    assert probe["gbps"] > 0 and "in the harness" not in probe["method"]
+    assert rec["metrics"]["peak_rss_bytes"] < probe["buffer_bytes"]
+    assert rec["metrics"]["peak_rss_bytes"] < rec["metrics"]["memory"]["load"]["rss_bytes"] + (100 << 20)
