@@ -143,7 +143,7 @@ def read_bandwidth(n_threads: int = 1, buffer_bytes: int | None = None, passes: 
     size = buffer_bytes or max(MIN_BUFFER_BYTES, 4 * (llc or 0))
     lib = stream_library()
     if isinstance(lib, str):
-        buf = np.ones(size // 8, dtype=np.uint64)  # touched once here, so pages are resident
+        buf = _aligned_ones(size)
         parts = [(p,) for p in np.array_split(buf, n_threads)]
         best = min(_timed(np.bitwise_or.reduce, parts) for _ in range(passes))
         gbps, nbytes = buf.nbytes / best / 1e9, int(buf.nbytes)

@@ -386,7 +386,7 @@ const tb_kernels tb_kernels_avx2 = {
     .rowlut = tk_avx2_rowlut,
 };
 
-/* AVX-512 machines: the AVX2 per-row kernels for few rows, vpermw unit tables (tb_avx512.c) for GEMM. */
+/* AVX-512 machines: the AVX2 per-row kernels for few rows, vpermb unit tables (tb_avx512.c) for GEMM. */
 const tb_kernels tb_kernels_avx512 = {
     .name = "avx512",
     .quantize = tq_avx2_quantize,

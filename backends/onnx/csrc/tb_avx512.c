@@ -115,7 +115,7 @@ static void tk_avx512_unit_decode(int packing, const uint8_t *w, size_t nsteps, 
 /* Four rows x NV zmm of 32 columns: acc[r * astride + c] += sum over units of T_r[u][code[u][c]].
  * tab holds the rows' tables (row stride tstride int16, 32 per unit), codes cstride int16 per unit. */
 #define TK_AVX512_GEMM_FN(NAME, NV)                                                                      \
-    static void NAME(const int16_t *codes, size_t cstride, size_t units, const int16_t *tab, size_t tstride, \
+    static void NAME(const int16_t *codes, size_t units, const int16_t *tab, size_t tstride, \
                      int32_t *acc, size_t astride) {                                                     \
         __m512i a[4][NV];                                                                                \
         for (int r = 0; r < 4; r++)                                                                      \
@@ -133,7 +133,7 @@ static void tk_avx512_unit_decode(int packing, const uint8_t *w, size_t nsteps, 
             for (int j = 0; j < NV; j++) a[2][j] = _mm512_add_epi16(a[2][j], _mm512_permutexvar_epi8(ix[j], t)); \
             t = _mm512_loadu_si512(t3);                                                                  \
             for (int j = 0; j < NV; j++) a[3][j] = _mm512_add_epi16(a[3][j], _mm512_permutexvar_epi8(ix[j], t)); \
-            codes += cstride;                                                                            \
+            codes += NV << 5;                                                                            \
             t0 += 32;                                                                                    \
             t1 += 32;                                                                                    \
             t2 += 32;                                                                                    \
@@ -153,12 +153,12 @@ static void tk_avx512_unit_decode(int packing, const uint8_t *w, size_t nsteps, 
 TK_AVX512_GEMM_FN(tk_avx512_gemm_64, 2)
 TK_AVX512_GEMM_FN(tk_avx512_gemm_128, 4)
 
-static void tk_avx512_unit_gemm(const int16_t *codes, size_t cstride, size_t ncols, size_t units, const int16_t *tab,
-                                size_t tstride, int32_t *acc, size_t astride) {
+static void tk_avx512_unit_gemm(const int16_t *codes, size_t ncols, size_t units, const int16_t *tab, size_t tstride,
+                                int32_t *acc, size_t astride) {
     if (ncols == 2 * TB_TILE_N)
-        tk_avx512_gemm_128(codes, cstride, units, tab, tstride, acc, astride);
+        tk_avx512_gemm_128(codes, units, tab, tstride, acc, astride);
     else
-        tk_avx512_gemm_64(codes, cstride, units, tab, tstride, acc, astride);
+        tk_avx512_gemm_64(codes, units, tab, tstride, acc, astride);
 }
 
 const tb_unit_kernels tb_unit_kernels_avx512 = {

@@ -339,7 +339,7 @@ static void tb_unit_gemm_task(void *user, size_t task) {
         uj->uk->decode(g->packing, job->packed + (t0 + t) * g->tile_bytes + s0 * g->step_bytes, steps,
                        codes + t * TB_TILE_N, ncols);
     for (size_t m0 = 0; m0 < uj->Mp; m0 += TB_UNIT_ROWS)
-        uj->uk->gemm(codes, ncols, ncols, units, uj->tabs + m0 * TB_UNIT_BLOCK * 32, TB_UNIT_BLOCK * 32,
+        uj->uk->gemm(codes, ncols, units, uj->tabs + m0 * TB_UNIT_BLOCK * 32, TB_UNIT_BLOCK * 32,
                      uj->acc + m0 * uj->np + t0 * TB_TILE_N, uj->np);
 }
 

@@ -30,9 +30,10 @@ typedef struct tb_unit_kernels {
      * ceil(nsteps * 4 / 3) units (tern2; nsteps a multiple of 3 except at the end of K) or 4 * nsteps. */
     void (*decode)(int packing, const uint8_t *w, size_t nsteps, int16_t *codes, size_t cstride);
     /* Four rows, ncols (64 or 128) columns: acc[r * astride + c] += sum over units of the row's table
-     * entry at code[u][c]; tables tstride int16 apart per row. At most TB_UNIT_BLOCK units a call. */
-    void (*gemm)(const int16_t *codes, size_t cstride, size_t ncols, size_t units, const int16_t *tab,
-                 size_t tstride, int32_t *acc, size_t astride);
+     * entry at code[u][c] (codes decoded with cstride = ncols); tables tstride int16 apart per row. At
+     * most TB_UNIT_BLOCK units a call. */
+    void (*gemm)(const int16_t *codes, size_t ncols, size_t units, const int16_t *tab, size_t tstride,
+                 int32_t *acc, size_t astride);
 } tb_unit_kernels;
 
 /* Units per int16 block: 84 * 381 stays below 32767; 252 K rows are 63 tern2 or 21 tern1.67 steps. */
