@@ -9,10 +9,12 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA = "tritbench.result/1"
 
@@ -122,6 +124,8 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
 def load_results(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
     """Flatten result records into a DataFrame, one row per case, nested keys joined by dots
     (`metrics.tokens_per_s.median`, `model.format`, ...)."""
+    import pandas as pd  # here, not at the top: the measuring child imports this package and must not load it
+
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     records = read_records(paths)
