@@ -15,7 +15,7 @@ PIP_CACHE := $(HOME)/.cache/tritbench/pip-$(shell echo "$(CMAKE_ARGS)" | cksum |
 
 # The onnxruntime backend's custom op, compiled with the system compiler.
 ONNX_LIB := backends/onnx/lib/libtritbench_ternary.so
-# The read-bandwidth probe (bench/bandwidth.py falls back to a slower numpy probe without it).
+# The read-bandwidth probe (bench/measure/bandwidth.py falls back to a slower numpy probe without it).
 STREAM_LIB := bench/lib/libtritbench_stream.so
 
 .PHONY: run test install lint clean

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # Lazy, so that importing any submodule (the measuring child above all) does not load pandas.
     if name in __all__:
-        from bench import records
+        from tritbench.results import records
 
         return getattr(records, name)
-    raise AttributeError(f"module 'bench' has no attribute {name!r}")
+    raise AttributeError(f"module 'tritbench' has no attribute {name!r}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar, Protocol
 
-from bench.errors import ConfigError
+from tritbench.errors import ConfigError
 
 GROUP = "tritbench.backends"
 # Most weight copies a kernel session holds for cold runs: tiny matrices would otherwise need thousands
@@ -116,7 +116,7 @@ class Backend(Protocol):
     def open_kernel(
         self, fmt: str, M: int, K: int, N: int, n_threads: int, options: dict, seed: int, min_total_bytes: int
     ) -> KernelSession:
-        """Build the layer in format `fmt` from `models.matrices.ternary_matrix(K, N, seed)`, with
+        """Build the layer in format `fmt` from `tritbench.models.matrices.ternary_matrix(K, N, seed)`, with
         enough weight copies that together they span at least `min_total_bytes` (0: one copy), but
         never more than MAX_WEIGHT_COPIES."""
 

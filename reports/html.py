@@ -1,5 +1,5 @@
 """One self-contained HTML report: plotly's JavaScript inlined once, every chart and table built from
-`reports.tables.ReportData`, every string that came from results escaped (in the page and in the charts:
+`tritbench.reports.tables.ReportData`, every string that came from results escaped (in the page and in the charts:
 plotly reads entities such as `&lt;` as text)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.tables import ReportData, fmt, si
+from tritbench.reports.tables import ReportData, fmt, si
 
 # Provenance never shares a look: measured solid, estimated hatched, unavailable a labelled gap.
 PROVENANCE_STYLE = {

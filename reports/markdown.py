@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from reports.tables import ReportData, fmt
+from tritbench.reports.tables import ReportData, fmt
 
 
 def _cell(value: object) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.records import read_records
+from tritbench.results.records import read_records
 
 LLM_KINDS = ("pp", "tg", "pg")
 KERNEL_KINDS = ("gemv", "gemm")
@@ -80,7 +80,7 @@ def build_data(paths: Iterable[str | os.PathLike], bandwidth_gbps: float | None 
 def from_records(records: list[dict], bandwidth_gbps: float | None = None, node: str = "7nm",
                  sources: list[str] | None = None) -> ReportData:
     """Summarise result records (dicts as `bench run` writes them)."""
-    from bench.costmodel import energy_table
+    from tritbench.costmodel import energy_table
 
     table = energy_table(node)
     df = pd.json_normalize(records, sep=".") if records else pd.DataFrame()
@@ -121,7 +121,7 @@ def machine_labels(df: pd.DataFrame) -> pd.Series:
 def _join_costs(ok: pd.DataFrame, bandwidth_gbps: float | None, table) -> tuple[pd.DataFrame, dict]:
     """The cost model joined machine by machine: records without their own read bandwidth (LLM cases) use
     --bandwidth, else the median bandwidth the same machine's kernel records measured."""
-    from bench.costmodel import join_results
+    from tritbench.costmodel import join_results
 
     if not len(ok):
         return ok, {}
@@ -288,7 +288,7 @@ def _machines(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _projections(table, bandwidths: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    from bench.costmodel import projection_rows
+    from tritbench.costmodel import projection_rows
 
     bws = {label: b["gbps"] for label, b in bandwidths.items() if b.get("gbps")}
     rows = []

@@ -18,7 +18,7 @@ def tb_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tb_home) -> dict[str, Path]:
     """The `tiny` preset synthesized once in all five formats."""
-    from models import FORMATS, get_preset, synthesize_many
+    from tritbench.models import FORMATS, get_preset, synthesize_many
 
     return synthesize_many(get_preset("tiny"), FORMATS, cache=tb_home / "models")
 
@@ -33,7 +33,7 @@ def run_bench(args: list[str], tb_home: Path, timeout: float = 600, **env) -> su
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args],
+        [sys.executable, "-m", "tritbench.cli", *args],
         capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO,
     )
 

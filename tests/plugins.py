@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from bench.plugin import Option
+from tritbench.plugin import Option
 
 
 class _Session:

@@ -5,7 +5,7 @@ No speed is asserted: the machine is shared."""
 import numpy as np
 import pytest
 
-from bench import bandwidth
+from tritbench.measure import bandwidth
 
 
 @pytest.fixture

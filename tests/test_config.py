@@ -1,7 +1,8 @@
 import pytest
 
-from bench.config import RunConfig, build_plan, case_id, load_suite, make_config, parse_suite
-from bench.errors import ConfigError
+from tritbench.errors import ConfigError
+from tritbench.plan.cases import build_plan, case_id
+from tritbench.plan.suite import RunConfig, load_suite, make_config
 
 
 def write(tmp_path, text):
@@ -15,7 +16,7 @@ def test_default_suite_is_the_documented_one():
     assert cfg.backends == ["llamacpp"]
     assert cfg.models == ["small"]
     assert cfg.formats == ["f16", "q4_0", "tq1_0", "tq2_0"]
-    assert [w.name for w in cfg.tests()] == ["pp128", "tg64"]
+    assert [w.name for w in cfg.workloads()] == ["pp128", "tg64"]
     assert cfg.repetitions == 5 and cfg.warmups == 2
 
 
@@ -26,7 +27,7 @@ def test_suite_file_and_overrides(tmp_path):
     assert cfg.formats == ["f16", "tq1_0"]  # the command line wins
     assert cfg.repetitions == 3  # None means "not given on the command line"
     assert cfg.options == {"n_batch": [16]}
-    assert [w.name for w in cfg.tests()] == [
+    assert [w.name for w in cfg.workloads()] == [
         "pp32", "pp64", "pg16,4", "pp32 @ d8", "pp64 @ d8", "pg16,4 @ d8"]
 
 
@@ -70,7 +71,7 @@ def test_invalid_values(override, message):
 def test_negative_counts_are_errors():
     cfg = make_config({}, {"n_prompt": [-1]})
     with pytest.raises(ConfigError, match="n_prompt must be >= 0"):
-        cfg.tests()
+        cfg.workloads()
 
 
 def test_plan_is_the_cartesian_product(tb_home, tiny_models, monkeypatch):
@@ -109,8 +110,60 @@ def test_plan_errors(override, message, tb_home, monkeypatch):
         build_plan(make_config({}, {"models": ["tiny"], **override}), default_threads=1)
 
 
-def test_parse_suite_accepts_every_runconfig_field():
-    data = {name: getattr(RunConfig(), name) for name in RunConfig.__dataclass_fields__}
-    # TOML has no None: give the optional keys values
-    data.update(rounds=2, embd_type="q8_0", output_type="f16", profile="edge-1c-1g")
-    assert set(parse_suite(data)) == set(data)
+# A value unlike the default for every setting, as a suite file writes it: each must arrive in RunConfig as given.
+EVERY_KEY = """
+backends = ["numpy"]
+models = ["tiny"]
+formats = ["fp32"]
+kinds = ["gemv"]
+n_prompt = [7]
+n_gen = [3]
+pg = [[5, 2]]
+depth = [0, 4]
+threads = [1]
+repetitions = 4
+warmups = 1
+shapes = ["64x32"]
+M = [1, 2]
+cache = ["hot"]
+out = "elsewhere"
+output = "csv"
+timeout = 12.5
+energy = "none"
+idle_s = 0
+seed = 9
+embd_type = "q8_0"
+output_type = "q8_0"
+profile = "mine"
+rounds = 2
+[options]
+nbits_block = [64]
+[profiles.mine]
+cpus = 1
+"""
+EXPECTED = {
+    "backends": ["numpy"], "models": ["tiny"], "formats": ["fp32"], "kinds": ["gemv"], "n_prompt": [7],
+    "n_gen": [3], "pg": [[5, 2]], "depth": [0, 4], "threads": [1], "repetitions": 4, "warmups": 1,
+    "shapes": ["64x32"], "M": [1, 2], "cache": ["hot"], "out": "elsewhere", "output": "csv", "timeout": 12.5,
+    "energy": "none", "idle_s": 0.0, "seed": 9, "embd_type": "q8_0", "output_type": "q8_0", "profile": "mine",
+    "rounds": 2, "options": {"nbits_block": [64]}, "profiles": {"mine": {"cpus": 1}},
+}
+
+
+def test_every_setting_arrives_from_a_suite_file(tmp_path):
+    assert set(EXPECTED) == set(RunConfig.__dataclass_fields__), "a setting this test does not cover"
+    cfg = make_config(load_suite(write(tmp_path, EVERY_KEY)), {})
+    for key, want in EXPECTED.items():
+        got = getattr(cfg, key)
+        assert got == want and type(got) is type(want), f"{key}: {got!r} != {want!r}"
+
+
+def test_a_partial_suite_keeps_the_other_defaults(tmp_path):
+    cfg = make_config(load_suite(write(tmp_path, 'models = ["tiny"]\n')), {})
+    default = make_config(load_suite(None), {})
+    assert cfg.models == ["tiny"] and cfg.formats == default.formats and cfg.timeout == 1800.0
+
+
+def test_a_renamed_key_says_its_new_name(tmp_path):
+    with pytest.raises(ConfigError, match="'workloads' is now called 'kinds'"):
+        load_suite(write(tmp_path, 'workloads = ["pp"]\n'))

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.costmodel import (
+from tritbench.costmodel import (
     FORMATS,
     PROJECTIONS,
     Arch,
@@ -26,9 +26,9 @@ from bench.costmodel import (
     weights_bytes,
     workload_bytes,
 )
-from bench.costmodel.full import token_arith_parts
-from bench.errors import ConfigError
-from models import get_preset
+from tritbench.costmodel.errors import CostModelError
+from tritbench.costmodel.full import token_arith_parts
+from tritbench.models import get_preset
 
 PJ = 1e-12
 
@@ -63,7 +63,7 @@ def test_bitnet_matmul_formulas_by_hand():
     assert (full.adds, full.muls) == (16, 24)
     bit = bitlinear_ops(2, 3, 4)
     assert (bit.adds, bit.muls) == (16, 14)
-    with pytest.raises(ConfigError):
+    with pytest.raises(CostModelError):
         matmul_ops(0, 3, 4)
 
 
@@ -108,7 +108,7 @@ def test_bytes_per_token_of_tiny_by_hand(fmt, bits):
 def test_bits_per_weight_match_ggml_block_sizes():
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    from bench.costmodel import BITS_PER_WEIGHT
+    from tritbench.costmodel import BITS_PER_WEIGHT
 
     for name, bits in BITS_PER_WEIGHT.items():
         block, size = GGML_QUANT_SIZES[GGMLQuantizationType[name.upper()]]
@@ -116,7 +116,7 @@ def test_bits_per_weight_match_ggml_block_sizes():
 
 
 def test_bytes_per_token_match_the_synthesized_files(tiny_models):
-    from models import read_model_info
+    from tritbench.models import read_model_info
 
     arch = from_spec(get_preset("tiny"))
     for fmt in FORMATS:
@@ -131,7 +131,7 @@ def test_roofline_bound():
     arch = from_spec(get_preset("tiny"))
     per_token = TINY_LINEAR * 2.0625 / 8 + TINY_FIXED
     assert roofline_tokens_per_s(25.0, bytes_per_token(arch, "tq2_0").total) == pytest.approx(25e9 / per_token)
-    with pytest.raises(ConfigError):
+    with pytest.raises(CostModelError):
         roofline_tokens_per_s(0, 1e6)
 
 
@@ -155,7 +155,7 @@ def test_sparsity_skips_the_zero_share_of_adds():
         assert sparse[part] == dense[part]
     # An FP16 multiply-accumulate unit does not skip zeros.
     assert token_arith_parts(arch, "f16", t, 512, 0.25) == token_arith_parts(arch, "f16", t, 512, None)
-    with pytest.raises(ConfigError):
+    with pytest.raises(CostModelError):
         token_energy(arch, "tq2_0", t, zero_fraction=1.5)
 
 
@@ -200,19 +200,19 @@ def test_toml_override_changes_results():
     ("[ops\n", "invalid TOML"),
 ])
 def test_toml_override_rejects_bad_tables(text, fragment):
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(CostModelError) as exc:
         energy_table("7nm", text)
     assert fragment in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_unknown_node_and_bad_arch():
-    with pytest.raises(ConfigError, match="unknown process node '5nm'"):
+    with pytest.raises(CostModelError, match="unknown process node '5nm'"):
         energy_table("5nm")
-    with pytest.raises(ConfigError, match="hidden must be a positive integer"):
+    with pytest.raises(CostModelError, match="hidden must be a positive integer"):
         Arch(name="x", hidden=-4, layers=1, ffn=8, heads=2, kv_heads=2, head_dim=2, vocab=10)
-    with pytest.raises(ConfigError, match="ffn-mats must be 2 or 3"):
+    with pytest.raises(CostModelError, match="ffn-mats must be 2 or 3"):
         TOY.replace(ffn_mats=4)
-    with pytest.raises(ConfigError, match="multiple of kv-heads"):
+    with pytest.raises(CostModelError, match="multiple of kv-heads"):
         TOY.replace(kv_heads=3)
 
 
@@ -235,9 +235,9 @@ def test_projections_have_seven_sizes_and_four_formats():
 
 
 def test_gguf_adapters_read_shape_and_sparsity(tiny_models):
-    from bench.costmodel.adapters import gguf_zero_fraction, preset_zero_fraction, read_gguf_arch
-    from models import read_model_info
-    from models.gguf_layout import read_layout
+    from tritbench.costmodel.adapters import gguf_zero_fraction, preset_zero_fraction, read_gguf_arch
+    from tritbench.models import read_model_info
+    from tritbench.models.gguf_layout import read_layout
 
     spec = get_preset("tiny")
     expected = from_spec(spec)
@@ -254,7 +254,7 @@ def test_gguf_adapters_read_shape_and_sparsity(tiny_models):
     meta_arch = from_gguf_info(info, layout.metadata, tuple(t.name for t in layout.tensors))
     assert meta_arch.linear_shapes() == expected.linear_shapes()
     assert (meta_arch.heads, meta_arch.kv_heads, meta_arch.head_dim, meta_arch.tied_output) == (4, 2, 64, False)
-    with pytest.raises(ConfigError, match="no integer llama.embedding_length"):
+    with pytest.raises(CostModelError, match="no integer llama.embedding_length"):
         from_gguf_info(info, {}, ())
 
 
@@ -304,7 +304,7 @@ def test_join_gives_percent_of_roofline_and_energy():
     assert third["cost.measured_over_modelled"] == pytest.approx(0.025 / third["cost.modelled_j_per_token"])
     assert third["cost.measured_net_j_per_token"] is None
     assert out.iloc[3]["cost.note"] == "case failed" and out.iloc[3]["cost.roofline_tokens_per_s"] is None
-    # The energy block of bench.energy.aggregate: J/token given directly, gross and above idle.
+    # The energy block of tritbench.measure.energy.aggregate: J/token given directly, gross and above idle.
     sixth = out.iloc[5]
     assert (sixth["cost.measured_j_per_token"], sixth["cost.measured_net_j_per_token"]) == (0.03, 0.01)
     assert sixth["cost.net_over_modelled"] == pytest.approx(0.01 / sixth["cost.modelled_j_per_token"])
@@ -315,7 +315,7 @@ def test_join_gives_percent_of_roofline_and_energy():
 def test_join_reads_records_through_load_results(tmp_path):
     import json
 
-    from bench import load_results
+    from tritbench import load_results
 
     path = tmp_path / "run-x.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in (_record("tq2_0", 150.0), _record("q4_0", 80.0))) + "\n")

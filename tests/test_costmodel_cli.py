@@ -1,4 +1,4 @@
-"""`bench cost` through typer's CliRunner on a local app (bench.cli registers the same function)."""
+"""`bench cost` through typer's CliRunner on a local app (tritbench.cli registers the same function)."""
 
 import json
 
@@ -6,8 +6,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bench.cli_cost import cost
-from bench.errors import ConfigError
+from tritbench.cli.cost import cost
+from tritbench.errors import ConfigError
 
 app = typer.Typer()
 
@@ -20,7 +20,7 @@ app.command("cost")(cost)
 
 
 @app.command("noop")
-def _noop() -> None:  # a second command keeps `cost` a named sub-command, as in bench.cli
+def _noop() -> None:  # a second command keeps `cost` a named sub-command, as in tritbench.cli
     pass
 
 

@@ -21,7 +21,7 @@ BitNet's Table 3 (arXiv 2310.11453). The test below reports what the model gives
 
 import pytest
 
-from bench.costmodel import PROJECTIONS, Arch, energy_table, paper_energy, paper_ratios, per_op_ratio
+from tritbench.costmodel import PROJECTIONS, Arch, energy_table, paper_energy, paper_ratios, per_op_ratio
 
 SEVEN_NM = energy_table("7nm")
 

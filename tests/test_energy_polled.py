@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench.energy import (
+from tritbench.measure.energy import (
     HwmonMeter,
     JetsonMeter,
     Pi5Meter,

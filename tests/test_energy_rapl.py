@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.energy import RaplMeter, select_meter
-from bench.energy.rapl import PERMISSION_HINT, find_zones, plan_domains
+from tritbench.measure.energy import RaplMeter, select_meter
+from tritbench.measure.energy.rapl import PERMISSION_HINT, find_zones, plan_domains
 
 from .energy_tree import (
     INTEL_RANGE_UJ,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.energy import EnergyReading, combine_readings, energy_metrics, idle_watts, net_energy
+from tritbench.measure.energy import EnergyReading, combine_readings, energy_metrics, idle_watts, net_energy
 
 joules = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 windows = st.floats(min_value=1e-3, max_value=1e4, allow_nan=False)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.energy import METER_KINDS, EnergyReading, Meter, PyRaplMeter, probe_meters, select_meter
-from bench.errors import ConfigError
+from tritbench.errors import ConfigError
+from tritbench.measure.energy import METER_KINDS, EnergyReading, Meter, PyRaplMeter, probe_meters, select_meter
 
 from .energy_tree import (
     FIXTURES,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.onnx import native
+from tritbench.backends.onnx import native
 
 from .conftest import REPO, read_jsonl, run_bench
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from bench.bandwidth import last_level_cache_bytes, parse_cache_size, read_bandwidth
-from bench.config import make_config
-from bench.errors import ConfigError
-from bench.workloads import Workload, kernel_workloads, shapes_of
+from tritbench.errors import ConfigError
+from tritbench.measure.bandwidth import last_level_cache_bytes, parse_cache_size, read_bandwidth
+from tritbench.plan.suite import make_config
+from tritbench.plan.workloads import Workload, kernel_workloads, shapes_of
 
 from .conftest import read_jsonl, run_bench
 
@@ -50,9 +50,9 @@ def test_kernel_workload_product():
 
 
 def test_config_kernel_keys():
-    cfg = make_config({}, {"workloads": ["gemv"], "shapes": ["64x32"], "cache": ["hot", "cold"]})
-    assert [w.name for w in cfg.tests()] == ["gemv 64x32"]
-    for bad, msg in (({"workloads": ["gemx"]}, "unknown workload 'gemx'"), ({"cache": ["warm"]}, "unknown cache"),
+    cfg = make_config({}, {"kinds": ["gemv"], "shapes": ["64x32"], "cache": ["hot", "cold"]})
+    assert [w.name for w in cfg.workloads()] == ["gemv 64x32"]
+    for bad, msg in (({"kinds": ["gemx"]}, "unknown workload kind 'gemx'"), ({"cache": ["warm"]}, "unknown cache"),
                      ({"M": [0]}, "M must be >= 1")):
         with pytest.raises(ConfigError, match=msg):
             make_config({}, bad)

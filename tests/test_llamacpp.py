@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from bench.worker import expected_counts
-from bench.workloads import Workload
-from models import FORMATS
+from tritbench.execute.child import expected_counts
+from tritbench.models import FORMATS
+from tritbench.plan.workloads import Workload
 
 from .conftest import read_jsonl, run_bench
 
@@ -23,7 +23,7 @@ def run_worker(tmp_path, model_path, workloads, **job):
         "warmups": 1, "reps": 2, "seed": 7, "result_path": str(result), **job,
     }
     (tmp_path / "job.json").write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, "-m", "bench.worker", str(tmp_path / "job.json")],
+    proc = subprocess.run([sys.executable, "-m", "tritbench.execute.child", str(tmp_path / "job.json")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(result.read_text())

@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from bench import machine
+from tritbench import machine
 
 X86_CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel

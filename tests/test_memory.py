@@ -1,6 +1,6 @@
 """Memory per phase, measured in real child processes that allocate known amounts."""
 
-from bench.memory import merge_peaks, parse_status
+from tritbench.measure.memory import merge_peaks, parse_status
 
 from .conftest import PLUGINS, read_jsonl, run_bench
 

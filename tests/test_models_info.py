@@ -16,9 +16,9 @@ from gguf.quants import quantize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import models.gguf_info as gguf_info
-from models import FORMATS, GGUFModelInfo, ModelError, get_preset, read_model_info, synthesize_many
-from models.gguf_layout import read_layout
+import tritbench.models.gguf_info as gguf_info
+from tritbench.models import FORMATS, GGUFModelInfo, ModelError, get_preset, read_model_info, synthesize_many
+from tritbench.models.gguf_layout import read_layout
 
 TINY = get_preset("tiny")
 BITS_PER_WEIGHT = {"f16": 16.0, "q8_0": 8.5, "q4_0": 4.5, "tq1_0": 1.6875, "tq2_0": 2.0625}

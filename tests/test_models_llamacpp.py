@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import FORMATS, get_preset, synthesize_many
+from tritbench.models import FORMATS, get_preset, synthesize_many
 
 pytest.importorskip("llama_cpp")
 

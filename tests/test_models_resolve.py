@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models import ModelError, ModelVariant, get_preset, resolve_model, synthesize
-from models.synth import model_path
+from tritbench.models import ModelError, ModelVariant, get_preset, resolve_model, synthesize
+from tritbench.models.synth import model_path
 
 TINY = get_preset("tiny")
 

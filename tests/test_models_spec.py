@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from models import PRESETS, ModelError, ModelSpec, get_preset
-from models.presets import NOMINAL_PARAMS
+from tritbench.models import PRESETS, ModelError, ModelSpec, get_preset
+from tritbench.models.presets import NOMINAL_PARAMS
 
 TINY = ModelSpec("t", "llama", 256, 2, 512, 4, 2, 1024, n_ctx=256, seed=7)
 

@@ -11,9 +11,9 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
-import models.synth as synth
-from models import FORMATS, ModelError, ModelSpec, cache_dir, get_preset, synthesize, synthesize_many
-from models.synth import linear_scale, model_path, vocab_tokens
+import tritbench.models.synth as synth
+from tritbench.models import FORMATS, ModelError, ModelSpec, cache_dir, get_preset, synthesize, synthesize_many
+from tritbench.models.synth import linear_scale, model_path, vocab_tokens
 
 TINY = get_preset("tiny")
 LINEAR_SUFFIXES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")

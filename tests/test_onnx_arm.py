@@ -29,19 +29,31 @@ def arm(tmp_path_factory):
     out = tmp_path_factory.mktemp("arm-lib")
     subprocess.run(["make", "-s", "-C", str(REPO / "backends/onnx/csrc"), "CC=aarch64-linux-gnu-gcc", f"OUT={out}"],
                    check=True, timeout=300)
-    return home, out / "libtritbench_ternary.so"
+    return home, out / "libtritbench_ternary.so", _namespace_tree(tmp_path_factory.mktemp("arm-site"))
 
 
-def run_guest(home: Path, cpu: str, *args: str) -> subprocess.CompletedProcess:
+def _namespace_tree(site: Path) -> Path:
+    """The `tritbench` namespace as pyproject's package-dir maps it, built from symlinks for the guest Python
+    (which has no editable install): tritbench/ holds bench/'s entries plus backends/, models/, reports/."""
+    pkg = site / "tritbench"
+    pkg.mkdir()
+    for entry in (REPO / "bench").iterdir():
+        (pkg / entry.name).symlink_to(entry)
+    for sub in ("backends", "models", "reports"):
+        (pkg / sub).symlink_to(REPO / sub)
+    return site
+
+
+def run_guest(home: Path, site: Path, cpu: str, *args: str) -> subprocess.CompletedProcess:
     sysroot = home / "sysroot"
     python = next(p for p in sorted((sysroot / "usr/bin").glob("python3.*")) if p.name[8:].isdigit())
-    env = {**os.environ, "PYTHONPATH": f"{home / 'site'}:{REPO}", "QEMU_CPU": cpu}
+    env = {**os.environ, "PYTHONPATH": f"{home / 'site'}:{site}", "QEMU_CPU": cpu}
     return subprocess.run(["qemu-aarch64-static", "-L", str(sysroot), str(python), *args],
                           capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_the_library_is_aarch64_and_multiply_free(arm):
-    _, lib = arm
+    _, lib, _ = arm
     objdump = shutil.which("aarch64-linux-gnu-objdump")
     assert objdump, "binutils-aarch64-linux-gnu comes with gcc-aarch64-linux-gnu"
     text = subprocess.run([objdump, "-d", str(lib)], capture_output=True, text=True, check=True).stdout
@@ -62,7 +74,7 @@ def test_the_library_is_aarch64_and_multiply_free(arm):
 
 @pytest.mark.parametrize("cpu", ["cortex-a53", "cortex-a76", "max"])
 def test_neon_is_bit_exact_in_onnxruntime(arm, cpu):
-    home, lib = arm
-    proc = run_guest(home, cpu, str(REPO / "tests/arm/guest_check.py"), str(lib), "neon,portable")
+    home, lib, site = arm
+    proc = run_guest(home, site, cpu, str(REPO / "tests/arm/guest_check.py"), str(lib), "neon,portable")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("all ok")

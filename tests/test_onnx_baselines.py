@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from backends.onnx import graphs  # noqa: E402
+from tritbench.backends.onnx import graphs  # noqa: E402
 
 K, N, SCALE = 200, 72, 0.37  # K not a multiple of the 32-wide nbits block
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from backends.onnx.build import ensure_built
+from tritbench.backends.onnx.build import ensure_built
 
 # Integer multiplies and multiply-adds (x86: imul, mul, pmul*, vpmul*, pmadd*, vpmadd*, VNNI vpdp*;
 # ARM: mul, mla, mls, [su]mull, [su]mlal, [su]mlsl, madd, msub, [su]dot, sqdmulh...).

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from backends.onnx import build, graphs, native, packing  # noqa: E402
-from backends.onnx.build import ensure_built  # noqa: E402
+from tritbench.backends.onnx import build, graphs, native, packing  # noqa: E402
+from tritbench.backends.onnx.build import ensure_built  # noqa: E402
 
 PACKINGS = packing.PACKINGS
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.errors import ConfigError
-from bench.profiles import BUILTIN, Profile, parse_profiles, parse_size
+from tritbench.errors import ConfigError
+from tritbench.plan.profiles import BUILTIN, Profile, parse_profiles, parse_size
 
 from .conftest import PLUGINS, read_jsonl, run_bench
 

@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from bench.errors import BenchError
-from bench.metrics import llm_metrics
-from bench.output import render, speedups_over_f16
-from bench.records import SCHEMA, Record, ResultsStore, load_results, read_records
-from bench.workloads import Workload
+from tritbench.analysis.metrics import llm_metrics
+from tritbench.errors import BenchError
+from tritbench.plan.workloads import Workload
+from tritbench.reports.terminal import render, speedups_over_f16
+from tritbench.results.records import SCHEMA, Record, ResultsStore, load_results, read_records
 
 
 def record(fmt="f16", tps=100.0, status="ok", test="tg4", **kw):

@@ -13,12 +13,12 @@ import pytest
 import typer
 from plotly.offline import get_plotlyjs
 
-from bench.cli_report import report
-from bench.errors import BenchError, ConfigError
-from bench.records import SCHEMA
-from reports.html import render_html
-from reports.markdown import render_markdown
-from reports.tables import build_data, energy_provenance, from_records
+from tritbench.cli.report import report
+from tritbench.errors import BenchError, ConfigError
+from tritbench.reports.html import render_html
+from tritbench.reports.markdown import render_markdown
+from tritbench.reports.tables import build_data, energy_provenance, from_records
+from tritbench.results.records import SCHEMA
 
 TINY_SPEC = {"arch": "llama", "embd_type": "f16", "ffn": 512, "heads": 4, "hidden": 256, "kv_heads": 2, "layers": 2,
              "n_ctx": 512, "name": "tiny", "norm_eps": 1e-05, "output_type": "f16", "seed": 1234, "vocab": 1536}
@@ -190,8 +190,8 @@ def test_cli_bad_input_is_a_one_line_error(tmp_path):
 
 
 def test_cli_exit_code_2_through_main(tmp_path, monkeypatch, capsys):
-    """As the lead registers it: bench.cli.main maps BenchError to exit 2 with one line."""
-    import bench.cli as cli
+    """As the lead registers it: tritbench.cli.main maps BenchError to exit 2 with one line."""
+    import tritbench.cli as cli
 
     app = typer.Typer()
     app.command("report")(report)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reports.html import render_html
-from reports.tables import from_records
 from tests.test_reports import _machine, full_set, llm_record
+from tritbench.reports.html import render_html
+from tritbench.reports.tables import from_records
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

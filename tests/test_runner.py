@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from bench.records import load_results
-from bench.runner import describe_failure, reps_per_round
+from tritbench.execute.runner import describe_failure, reps_per_round
+from tritbench.results.records import load_results
 
 from .conftest import PLUGINS, REPO, read_jsonl, run_bench
 
@@ -47,7 +47,7 @@ def test_ctrl_c_keeps_finished_cases_and_resume_skips_them(tb_home, tiny_models,
     args = ["run", "-b", "slow", "-m", "tiny", "-f", "f16,q8_0,q4_0,tq1_0,tq2_0", "-p", "0", "-n", "5",
             "-r", "4", "--warmups", "0", "--rounds", "1", "--opt", "step_s=0.05", "--out", str(out)]
     env = {**os.environ, "TRITBENCH_HOME": str(tb_home), "PYTHONPATH": str(REPO), "TRITBENCH_PLUGINS": PLUGINS}
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "tritbench.cli", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert wait_for(lambda: len([r for r in read_jsonl(out) if r["status"] == "ok"]) >= 2)
     proc.send_signal(signal.SIGINT)

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.stats import bootstrap_median_ci, summarize
+from tritbench.analysis.stats import bootstrap_median_ci, summarize
 
 
 def test_summary_of_known_samples():

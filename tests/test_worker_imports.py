@@ -7,7 +7,7 @@ import sys
 
 from tests.conftest import REPO
 
-CHILD = "bench.worker"
+CHILD = "tritbench.execute.child"
 # Third-party top-level packages the child may load: numpy (token traces) and psutil (RSS, CPU state).
 ALLOWED_THIRD_PARTY = {"numpy", "psutil"}
 PROBE = f"""

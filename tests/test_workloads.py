@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.errors import ConfigError
-from bench.workloads import Workload, llm_workloads
+from tritbench.errors import ConfigError
+from tritbench.plan.workloads import Workload, llm_workloads
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """llama.cpp through llama-cpp-python's low-level API (no sampling, no prefix reuse)."""
 
-from backends.llamacpp.backend import LlamaCppBackend
+from tritbench.backends.llamacpp.backend import LlamaCppBackend
 
 __all__ = ["LlamaCppBackend"]

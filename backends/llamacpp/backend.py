@@ -10,7 +10,7 @@ import ctypes
 import os
 from typing import ClassVar
 
-from bench.plugin import Option
+from tritbench.plugin import Option
 
 # ggml log levels (ggml.h): only warnings and errors reach the child's stderr log.
 _LOG_WARN = 3

@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from bench.plugin import MAX_WEIGHT_COPIES, Option
-from models.matrices import ternary_matrix
+from tritbench.models.matrices import ternary_matrix
+from tritbench.plugin import MAX_WEIGHT_COPIES, Option
 
 
 class NumpyKernelSession:

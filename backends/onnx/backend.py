@@ -1,6 +1,6 @@
 """The onnxruntime kernel backend: tritbench's add-only TernaryMatMul against onnxruntime's own kernels.
 
-Every format multiplies by the same seeded ternary weights (`models.matrices.ternary_matrix`). Calls
+Every format multiplies by the same seeded ternary weights (`tritbench.models.matrices.ternary_matrix`). Calls
 go through IO binding with preallocated input and output, so a call is the kernel plus onnxruntime's
 dispatch, not Python tensor conversion.
 """
@@ -11,15 +11,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from bench.plugin import MAX_WEIGHT_COPIES, Option
-from models.matrices import ternary_matrix
+from tritbench.models.matrices import ternary_matrix
+from tritbench.plugin import MAX_WEIGHT_COPIES, Option
 
 TERNARY = ("tern2", "tern1.67")
 BASELINES = ("fp32", "fp16", "nbits4", "nbits2", "int8")
 
 
 def _model(fmt: str, t: np.ndarray, scale: float, M: int, options: dict):
-    from backends.onnx import graphs
+    from tritbench.backends.onnx import graphs
 
     if fmt in TERNARY:
         return graphs.ternary_matmul_model(t, scale, fmt, M=M)
@@ -37,7 +37,7 @@ class OnnxKernelSession:
     def __init__(self, fmt, M, K, N, n_threads, options, seed, min_total_bytes):
         import onnxruntime as ort
 
-        from backends.onnx import graphs
+        from tritbench.backends.onnx import graphs
 
         t, scale = ternary_matrix(K, N, seed)
         model = _model(fmt, t, scale, M, options)
@@ -71,7 +71,7 @@ class OnnxKernelSession:
             "onnxruntime": ort.__version__,
         }
         if fmt in TERNARY:
-            from backends.onnx import native
+            from tritbench.backends.onnx import native
 
             # which kernel path ran (TRITBENCH_KERNEL or the CPU's best): avx512, avx2, neon or portable
             self._settings["kernel_path"] = native.kernel_name()
@@ -101,7 +101,7 @@ class OnnxBackend:
         import onnx
         import onnxruntime as ort
 
-        from backends.onnx import graphs
+        from tritbench.backends.onnx import graphs
 
         info = {"version": ort.__version__, "onnx": onnx.__version__}
         try:

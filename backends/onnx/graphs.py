@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from backends.onnx.build import BUILD_COMMAND, LibraryNotBuiltError, library_path
-from backends.onnx.packing import BITS_PER_WEIGHT, PACKINGS, pack
+from tritbench.backends.onnx.build import BUILD_COMMAND, LibraryNotBuiltError, library_path
+from tritbench.backends.onnx.packing import BITS_PER_WEIGHT, PACKINGS, pack
 
 __all__ = ["BASELINES", "BUILD_COMMAND", "LibraryNotBuiltError", "baseline_metadata", "baseline_model",
            "library_path", "session_options", "ternary_matmul_model", "ternary_stack_model"]

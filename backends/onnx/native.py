@@ -1,5 +1,5 @@
 """ctypes access to the library's plain C API (no onnxruntime): which kernel path runs, a direct matmul
-and the packed size (the read-bandwidth probe lives in bench.bandwidth)."""
+and the packed size (the read-bandwidth probe lives in tritbench.measure.bandwidth)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from backends.onnx.build import library_path
+from tritbench.backends.onnx.build import library_path
 
 
 @functools.cache

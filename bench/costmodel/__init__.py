@@ -5,13 +5,21 @@ per token and the decode roofline, and the join with measured records.
 Everything here is a pure function of its inputs except `adapters` (reads GGUF files).
 """
 
-from bench.costmodel.arch import PAPER_SEQ, PROJECTIONS, Arch, from_gguf_info, from_spec
-from bench.costmodel.counts import MatmulOps, SequenceOps, TokenOps, bitlinear_ops, matmul_ops, sequence_ops, token_ops
-from bench.costmodel.energy import EnergyTable, energy_table, per_op_ratio
-from bench.costmodel.full import TokenEnergy, WorkloadEnergy, matmul_arith_j, token_energy, workload_energy
-from bench.costmodel.join import COST_COLUMNS, join_results
-from bench.costmodel.paper import PaperEnergy, paper_energy, paper_ratios
-from bench.costmodel.roofline import (
+from tritbench.costmodel.arch import PAPER_SEQ, PROJECTIONS, Arch, from_gguf_info, from_spec
+from tritbench.costmodel.counts import (
+    MatmulOps,
+    SequenceOps,
+    TokenOps,
+    bitlinear_ops,
+    matmul_ops,
+    sequence_ops,
+    token_ops,
+)
+from tritbench.costmodel.energy import EnergyTable, energy_table, per_op_ratio
+from tritbench.costmodel.full import TokenEnergy, WorkloadEnergy, matmul_arith_j, token_energy, workload_energy
+from tritbench.costmodel.join import COST_COLUMNS, join_results
+from tritbench.costmodel.paper import PaperEnergy, paper_energy, paper_ratios
+from tritbench.costmodel.roofline import (
     BITS_PER_WEIGHT,
     FORMATS,
     TokenBytes,
@@ -22,7 +30,7 @@ from bench.costmodel.roofline import (
     weights_bytes,
     workload_bytes,
 )
-from bench.costmodel.summary import cost_report, format_rows, projection_rows
+from tritbench.costmodel.summary import cost_report, format_rows, projection_rows
 
 __all__ = [
     "BITS_PER_WEIGHT", "COST_COLUMNS", "FORMATS", "PAPER_SEQ", "PROJECTIONS", "Arch", "EnergyTable", "MatmulOps",

@@ -1,6 +1,6 @@
 """The cost model's only readers: a GGUF file's shape and the zero fraction of actual weights.
 
-Kept apart from the model so everything else in bench.costmodel stays a pure function of its inputs.
+Kept apart from the model so everything else in tritbench.costmodel stays a pure function of its inputs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.costmodel.arch import PAPER_SEQ, Arch, from_gguf_info
+from tritbench.costmodel.arch import PAPER_SEQ, Arch, from_gguf_info
 
 # Rows read per linear tensor when measuring sparsity: enough for a stable fraction (~1e5+ weights per
 # tensor), little enough that a 7B file is sampled in well under a second.
@@ -19,8 +19,8 @@ SAMPLE_ROWS = 64
 
 def read_gguf_arch(path: str | os.PathLike[str], seq: int = PAPER_SEQ) -> tuple[Arch, dict]:
     """(Arch, read_model_info dict) of a GGUF file; models.ModelError for a missing or corrupt file."""
-    from models import read_model_info
-    from models.gguf_layout import read_layout
+    from tritbench.models import read_model_info
+    from tritbench.models.gguf_layout import read_layout
 
     info = read_model_info(path).to_dict()
     layout = read_layout(Path(info["path"]))
@@ -33,8 +33,8 @@ def gguf_zero_fraction(path: str | os.PathLike[str], sample_rows: int = SAMPLE_R
     GGUF file (dequantized with gguf's reference code), or None if it has no linear tensor gguf can decode."""
     from gguf import GGML_QUANT_SIZES, quants
 
-    from models.gguf_info import LINEAR_RE
-    from models.gguf_layout import read_layout
+    from tritbench.models.gguf_info import LINEAR_RE
+    from tritbench.models.gguf_layout import read_layout
 
     file = Path(path).expanduser().absolute()
     layout = read_layout(file)
@@ -59,8 +59,8 @@ def gguf_zero_fraction(path: str | os.PathLike[str], sample_rows: int = SAMPLE_R
 
 def preset_zero_fraction(spec) -> float:
     """Zero fraction of a synthetic preset's actual weights: its first block's K projection, generated
-    exactly as models.synth writes it (every linear tensor is drawn the same way)."""
-    from models.synth import TensorPlan, make_tensor
+    exactly as tritbench.models.synth writes it (every linear tensor is drawn the same way)."""
+    from tritbench.models.synth import TensorPlan, make_tensor
 
     plan = TensorPlan("blk.0.attn_k.weight", spec.linear_shapes()["attn_k"], "linear")
     values = make_tensor(spec, plan)

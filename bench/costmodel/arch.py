@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench.errors import ConfigError
+from tritbench.costmodel.errors import CostModelError
 
 # The BitNet papers' energy model is stated for a 512-token input (arXiv 2310.11453, Table 3).
 PAPER_SEQ = 512
@@ -45,12 +45,12 @@ class Arch:
         for f in _INT_FIELDS:
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"architecture '{self.name}': {f.replace('_', '-')} must be a positive integer, "
+                raise CostModelError(f"architecture '{self.name}': {f.replace('_', '-')} must be a positive integer, "
                                   f"got {v!r}")
         if self.ffn_mats not in (2, 3):
-            raise ConfigError(f"architecture '{self.name}': ffn-mats must be 2 or 3, got {self.ffn_mats}")
+            raise CostModelError(f"architecture '{self.name}': ffn-mats must be 2 or 3, got {self.ffn_mats}")
         if self.heads % self.kv_heads:
-            raise ConfigError(f"architecture '{self.name}': heads ({self.heads}) must be a multiple of "
+            raise CostModelError(f"architecture '{self.name}': heads ({self.heads}) must be a multiple of "
                               f"kv-heads ({self.kv_heads})")
 
     @property
@@ -119,7 +119,7 @@ def from_gguf_info(info: Mapping[str, Any], metadata: Mapping[str, Any] | None =
     """Arch of a GGUF model from read_model_info(...).to_dict() and, when the file carries no tritbench
     spec, its hparams metadata (`<arch>.embedding_length`, `.block_count`, `.feed_forward_length`,
     `.attention.head_count[_kv]`, `.attention.key_length`). `tensor_names` tells whether an FFN gate and an
-    output matrix exist. ConfigError if a needed key is missing.
+    output matrix exist. CostModelError if a needed key is missing.
     """
     embd_type = info.get("embd_type") or "f16"
     output_type = info.get("output_type")
@@ -127,7 +127,7 @@ def from_gguf_info(info: Mapping[str, Any], metadata: Mapping[str, Any] | None =
     spec = info.get("spec")
     name = str(info.get("name") or "model")
     if spec:
-        from models import ModelSpec
+        from tritbench.models import ModelSpec
 
         arch = from_spec(ModelSpec.from_dict(spec), seq)
         return arch.replace(embd_type=embd_type, output_type=output_type or embd_type, tied_output=tied,
@@ -138,7 +138,7 @@ def from_gguf_info(info: Mapping[str, Any], metadata: Mapping[str, Any] | None =
     def need(key: str) -> int:
         value = meta.get(f"{prefix}.{key}")
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"GGUF {name}: metadata has no integer {prefix}.{key}; give the shape with flags")
+            raise CostModelError(f"GGUF {name}: metadata has no integer {prefix}.{key}; give the shape with flags")
         return value
 
     hidden, heads = need("embedding_length"), need("attention.head_count")
@@ -146,7 +146,7 @@ def from_gguf_info(info: Mapping[str, Any], metadata: Mapping[str, Any] | None =
     head_dim = meta.get(f"{prefix}.attention.key_length")
     vocab = info.get("n_vocab") or meta.get(f"{prefix}.vocab_size")
     if not isinstance(vocab, int):
-        raise ConfigError(f"GGUF {name}: no vocabulary size in its metadata; give --vocab")
+        raise CostModelError(f"GGUF {name}: no vocabulary size in its metadata; give --vocab")
     gated = any(n.endswith("ffn_gate.weight") for n in tensor_names) if tensor_names else True
     return Arch(
         name=name, hidden=hidden, layers=need("block_count"), ffn=need("feed_forward_length"), heads=heads,

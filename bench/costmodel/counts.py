@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from bench.costmodel.arch import Arch
-from bench.errors import ConfigError
+from tritbench.costmodel.arch import Arch
+from tritbench.costmodel.errors import CostModelError
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def bitlinear_ops(m: int, n: int, p: int) -> MatmulOps:
 
 def _check_dims(*dims: int) -> None:
     if any(d < 1 for d in dims):
-        raise ConfigError(f"matrix dimensions must be >= 1, got {dims}")
+        raise CostModelError(f"matrix dimensions must be >= 1, got {dims}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def sequence_ops(arch: Arch, seq: int | None = None) -> SequenceOps:
     """Counts for one forward pass over `seq` tokens (default arch.seq), as the BitNet papers count them."""
     s = arch.seq if seq is None else seq
     if s < 1:
-        raise ConfigError(f"sequence length must be >= 1, got {s}")
+        raise CostModelError(f"sequence length must be >= 1, got {s}")
     lin_a = lin_m = bit_a = bit_m = 0
     for n_in, n_out in arch.linear_shapes().values():
         full, bit = matmul_ops(s, n_in, n_out), bitlinear_ops(s, n_in, n_out)
@@ -108,7 +108,7 @@ def token_ops(arch: Arch, ctx: int | None = None) -> TokenOps:
     """Counts for one token at context `ctx` (default arch.seq)."""
     c = arch.seq if ctx is None else ctx
     if c < 0:
-        raise ConfigError(f"context length must be >= 0, got {c}")
+        raise CostModelError(f"context length must be >= 0, got {c}")
     shapes = arch.linear_shapes().values()
     return TokenOps(
         ctx=c,

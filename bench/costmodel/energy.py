@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bench.errors import ConfigError
+from tritbench.costmodel.errors import CostModelError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -107,7 +107,7 @@ def per_op_ratio(table: EnergyTable) -> float:
 def energy_table(node: str = DEFAULT_NODE, override_toml: str | None = None) -> EnergyTable:
     """The table at `node`, with a user's TOML text (see the module docstring) applied on top.
 
-    ConfigError for an unknown node, invalid TOML, unknown keys or negative values.
+    CostModelError for an unknown node, invalid TOML, unknown keys or negative values.
     """
     ops = {n: dict(v) for n, v in OPS_PJ.items()}
     op_sources = dict(OPS_SOURCES)
@@ -118,7 +118,7 @@ def energy_table(node: str = DEFAULT_NODE, override_toml: str | None = None) -> 
         data = _parse(override_toml)
         for name, values in data.get("ops", {}).items():
             if name not in ops and set(values) != set(OP_KEYS):
-                raise ConfigError(f"energy table: new node [ops.{name}] must set all of {', '.join(OP_KEYS)}")
+                raise CostModelError(f"energy table: new node [ops.{name}] must set all of {', '.join(OP_KEYS)}")
             changed = ", ".join(sorted(values))
             op_sources[name] = f"{op_sources[name]}; user TOML: {changed}" if name in ops else "user TOML"
             ops.setdefault(name, {}).update(values)
@@ -129,7 +129,7 @@ def energy_table(node: str = DEFAULT_NODE, override_toml: str | None = None) -> 
             mix = dict(data["memory_mix"])
     key = node.strip().lower() if isinstance(node, str) else node
     if key not in ops:
-        raise ConfigError(f"unknown process node {node!r} (known: {', '.join(ops)})")
+        raise CostModelError(f"unknown process node {node!r} (known: {', '.join(ops)})")
     _check_mix(mix, memory)
     return EnergyTable(
         node=key,
@@ -144,13 +144,13 @@ def _parse(text: str) -> dict:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"energy table: invalid TOML: {exc}") from None
+        raise CostModelError(f"energy table: invalid TOML: {exc}") from None
     unknown = sorted(set(data) - {"ops", "memory", "memory_mix"})
     if unknown:
-        raise ConfigError(f"energy table: unknown key(s) {', '.join(unknown)} (known: ops, memory, memory_mix)")
+        raise CostModelError(f"energy table: unknown key(s) {', '.join(unknown)} (known: ops, memory, memory_mix)")
     ops = data.get("ops", {})
     if not isinstance(ops, dict) or not all(isinstance(v, dict) for v in ops.values()):
-        raise ConfigError('energy table: [ops] must hold one table per node, e.g. [ops."7nm"]')
+        raise CostModelError('energy table: [ops] must hold one table per node, e.g. [ops."7nm"]')
     for node, values in ops.items():
         _check_numbers(f"ops.{node}", values, OP_KEYS)
     _check_numbers("memory", data.get("memory", {}), tuple(MEMORY_PJ_PER_BYTE))
@@ -160,18 +160,18 @@ def _parse(text: str) -> dict:
 
 def _check_numbers(section: str, values: object, known: tuple[str, ...]) -> None:
     if not isinstance(values, dict):
-        raise ConfigError(f"energy table: [{section}] must be a table")
+        raise CostModelError(f"energy table: [{section}] must be a table")
     for k, v in values.items():
         if k not in known:
-            raise ConfigError(f"energy table: unknown key {section}.{k} (known: {', '.join(known)})")
+            raise CostModelError(f"energy table: unknown key {section}.{k} (known: {', '.join(known)})")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ConfigError(f"energy table: {section}.{k} must be a non-negative number, got {v!r}")
+            raise CostModelError(f"energy table: {section}.{k} must be a non-negative number, got {v!r}")
 
 
 def _check_mix(mix: Mapping[str, float], memory: Mapping[str, float]) -> None:
     for level in mix:
         if level not in memory:
-            raise ConfigError(f"energy table: memory_mix.{level} has no energy in [memory]")
+            raise CostModelError(f"energy table: memory_mix.{level} has no energy in [memory]")
     total = sum(mix.values())
     if abs(total - 1.0) > _MIX_TOLERANCE:
-        raise ConfigError(f"energy table: memory_mix shares must sum to 1, got {total:g}")
+        raise CostModelError(f"energy table: memory_mix shares must sum to 1, got {total:g}")

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.costmodel.arch import Arch
-from bench.costmodel.counts import token_ops
-from bench.costmodel.energy import EnergyTable
-from bench.costmodel.roofline import BLOCK_WEIGHTS, bits_per_weight, bytes_per_token, workload_bytes
-from bench.errors import ConfigError
+from tritbench.costmodel.arch import Arch
+from tritbench.costmodel.counts import token_ops
+from tritbench.costmodel.energy import EnergyTable
+from tritbench.costmodel.errors import CostModelError
+from tritbench.costmodel.roofline import BLOCK_WEIGHTS, bits_per_weight, bytes_per_token, workload_bytes
 
 TERNARY_FORMATS = ("tq1_0", "tq2_0")
 FLOAT_FORMATS = {"f32": "fp32", "f16": "fp16", "bf16": "fp16"}
@@ -32,7 +32,7 @@ FLOAT_FORMATS = {"f32": "fp32", "f16": "fp16", "bf16": "fp16"}
 
 def _check_zero_fraction(z: float | None) -> None:
     if z is not None and not 0.0 <= z <= 1.0:
-        raise ConfigError(f"zero fraction must be within [0, 1], got {z}")
+        raise CostModelError(f"zero fraction must be within [0, 1], got {z}")
 
 
 def matmul_arith_j(macs: float, n_in: float, fmt: str, table: EnergyTable, zero_fraction: float | None = None
@@ -134,7 +134,7 @@ def workload_energy(arch: Arch, fmt: str, table: EnergyTable, n_prompt: int, n_g
     the context, so the mean context gives the exact sum), bytes as roofline.workload_bytes."""
     n = n_prompt + n_gen
     if n < 1:
-        raise ConfigError("a test needs at least one prompt or generated token")
+        raise CostModelError("a test needs at least one prompt or generated token")
     # Prompt token i attends depth + i + 1 positions; generated token j attends depth + n_prompt + j.
     ctx_sum = n_prompt * depth + n_prompt * (n_prompt + 1) / 2 + n_gen * (depth + n_prompt) + n_gen * (n_gen - 1) / 2
     arith = sum(token_arith_parts(arch, fmt, table, ctx_sum / n, zero_fraction).values())

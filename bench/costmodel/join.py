@@ -1,4 +1,4 @@
-"""Join the cost model with measured records (a DataFrame from bench.load_results): each case's roofline
+"""Join the cost model with measured records (a DataFrame from tritbench.load_results): each case's roofline
 bound, its % of that bound, and modelled versus measured energy where a measurement exists.
 
 Added columns (None where unknown, with `cost.note` saying why):
@@ -24,11 +24,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.costmodel.arch import Arch, from_spec
-from bench.costmodel.energy import EnergyTable, energy_table
-from bench.costmodel.full import workload_energy
-from bench.costmodel.paper import paper_energy
-from bench.costmodel.roofline import BITS_PER_WEIGHT, workload_bytes
+from tritbench.costmodel.arch import Arch, from_spec
+from tritbench.costmodel.energy import EnergyTable, energy_table
+from tritbench.costmodel.full import workload_energy
+from tritbench.costmodel.paper import paper_energy
+from tritbench.costmodel.roofline import BITS_PER_WEIGHT, workload_bytes
 
 COST_COLUMNS = (
     "cost.bandwidth_gbps", "cost.bandwidth_source", "cost.bytes_per_token", "cost.roofline_tokens_per_s",
@@ -77,7 +77,7 @@ def record_arch(rec: Mapping[str, Any]) -> Arch | None:
     spec = _nested(rec, "model.spec")
     if not spec:
         return None
-    from models import ModelError, ModelSpec
+    from tritbench.models import ModelError, ModelSpec
 
     try:
         arch = from_spec(ModelSpec.from_dict(spec))

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bench.costmodel.arch import Arch
-from bench.costmodel.counts import sequence_ops
-from bench.costmodel.energy import EnergyTable
+from tritbench.costmodel.arch import Arch
+from tritbench.costmodel.counts import sequence_ops
+from tritbench.costmodel.energy import EnergyTable
 
 
 @dataclass(frozen=True)

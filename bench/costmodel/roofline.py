@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from bench.costmodel.arch import Arch
-from bench.errors import ConfigError
+from tritbench.costmodel.arch import Arch
+from tritbench.costmodel.errors import CostModelError
 
 # Bits per weight of GGML types: block bytes x 8 / block weights, from ggml's type traits (the same numbers
 # as gguf.GGML_QUANT_SIZES): Q4_0 18 B / 32, Q8_0 34 B / 32, TQ1_0 54 B / 256, TQ2_0 66 B / 256,
@@ -29,11 +29,11 @@ KV_TYPES = {"f16": 2.0, "f32": 4.0, "q8_0": 34 / 32}
 
 
 def bits_per_weight(fmt: str) -> float:
-    """Bits per weight of a GGML type name; ConfigError for an unknown one."""
+    """Bits per weight of a GGML type name; CostModelError for an unknown one."""
     try:
         return BITS_PER_WEIGHT[fmt.lower()]
     except (KeyError, AttributeError):
-        raise ConfigError(f"unknown weight format {fmt!r} (known: {', '.join(BITS_PER_WEIGHT)})") from None
+        raise CostModelError(f"unknown weight format {fmt!r} (known: {', '.join(BITS_PER_WEIGHT)})") from None
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ class TokenBytes:
 def kv_bytes(arch: Arch, depth: int, kv_type: str = "f16") -> float:
     """Bytes of the K and V caches holding `depth` tokens (all layers)."""
     if depth < 0:
-        raise ConfigError(f"depth must be >= 0, got {depth}")
+        raise CostModelError(f"depth must be >= 0, got {depth}")
     if kv_type not in KV_TYPES:
-        raise ConfigError(f"unknown KV cache type {kv_type!r} (known: {', '.join(KV_TYPES)})")
+        raise CostModelError(f"unknown KV cache type {kv_type!r} (known: {', '.join(KV_TYPES)})")
     return 2 * arch.layers * arch.kv_dim * depth * KV_TYPES[kv_type]
 
 
@@ -93,7 +93,7 @@ def weights_bytes(arch: Arch, fmt: str) -> float:
 def roofline_tokens_per_s(bandwidth_gbps: float, token_bytes: float) -> float:
     """Upper bound on decode tokens/s: bandwidth (GB/s, 1e9 B/s) / bytes per token."""
     if bandwidth_gbps <= 0 or token_bytes <= 0:
-        raise ConfigError(f"bandwidth and bytes per token must be > 0, got {bandwidth_gbps}, {token_bytes}")
+        raise CostModelError(f"bandwidth and bytes per token must be > 0, got {bandwidth_gbps}, {token_bytes}")
     return bandwidth_gbps * 1e9 / token_bytes
 
 
@@ -102,7 +102,7 @@ def workload_bytes(arch: Arch, fmt: str, n_prompt: int, n_gen: int, depth: int =
     once, one embedding row per token, the KV cache of `depth` once) then n_gen decode steps (everything per
     token, the KV cache growing from depth + n_prompt). Dividing by bandwidth gives a lower bound on time."""
     if min(n_prompt, n_gen, depth) < 0:
-        raise ConfigError("n_prompt, n_gen and depth must be >= 0")
+        raise CostModelError("n_prompt, n_gen and depth must be >= 0")
     total = 0.0
     if n_prompt:
         once = bytes_per_token(arch, fmt, depth, kv_type)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from bench.costmodel.arch import PROJECTIONS, Arch
-from bench.costmodel.energy import EnergyTable, per_op_ratio
-from bench.costmodel.full import token_energy
-from bench.costmodel.paper import PaperEnergy, paper_energy
-from bench.costmodel.roofline import FORMATS, bits_per_weight, bytes_per_token, roofline_tokens_per_s, weights_bytes
+from tritbench.costmodel.arch import PROJECTIONS, Arch
+from tritbench.costmodel.energy import EnergyTable, per_op_ratio
+from tritbench.costmodel.full import token_energy
+from tritbench.costmodel.paper import PaperEnergy, paper_energy
+from tritbench.costmodel.roofline import FORMATS, bits_per_weight, bytes_per_token, roofline_tokens_per_s, weights_bytes
 
 
 def format_rows(arch: Arch, table: EnergyTable, bandwidths: Mapping[str, float | None],

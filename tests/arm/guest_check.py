@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import onnxruntime as ort
 
-from backends.onnx.graphs import ternary_matmul_model
-from backends.onnx.packing import PACKINGS, reference_matmul
+from tritbench.backends.onnx.graphs import ternary_matmul_model
+from tritbench.backends.onnx.packing import PACKINGS, reference_matmul
 
 SHAPES = [(1, 256, 64), (3, 100, 33), (8, 520, 130), (1, 4099, 7)]
 

@@ -1,0 +1,3 @@
+from tritbench.cli import main
+
+main()

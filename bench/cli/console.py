@@ -1,0 +1,31 @@
+"""The terminal: stderr for progress and messages, stdout for tables; and the comma-list flags."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+from tritbench.errors import ConfigError
+
+err = Console(stderr=True)
+
+
+def stdout(width: int = 160) -> Console:
+    """Piped output gets room for a full table rather than rich's 80-column fallback."""
+    return Console() if sys.stdout.isatty() else Console(width=width)
+
+
+def split(text: str | None) -> list[str] | None:
+    """`a, b,c` -> ['a', 'b', 'c']; None (flag not given) stays None."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def ints(text: str | None, name: str) -> list[int] | None:
+    items = split(text)
+    if items is None:
+        return None
+    try:
+        return [int(t) for t in items]
+    except ValueError:
+        raise ConfigError(f"{name} takes comma-separated integers, got '{text}'") from None

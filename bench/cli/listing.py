@@ -1,0 +1,30 @@
+"""`bench list backends`: what this installation can run."""
+
+from __future__ import annotations
+
+import typer
+from rich import box
+from rich.table import Table
+
+from tritbench import plugin
+from tritbench.cli.console import stdout
+from tritbench.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True, help="List what this installation has.")
+
+
+@app.command("backends")
+def list_backends() -> None:
+    """Installed backends with their formats, workload kinds and options."""
+    backends = Table("backend", "formats", "workloads", box=box.SIMPLE, padding=(0, 1), pad_edge=False)
+    options = Table("backend", "option", "default", "meaning", box=box.SIMPLE, padding=(0, 1), pad_edge=False)
+    for name in sorted(plugin.available()):
+        try:
+            cls = plugin.load(name)
+        except ConfigError as exc:
+            backends.add_row(name, f"[red]{exc}[/]", "")
+            continue
+        backends.add_row(name, ", ".join(cls.formats), ", ".join(cls.workload_kinds))
+        for key, o in cls.options.items():
+            options.add_row(name, key, "auto" if o.default is None else str(o.default), o.help)
+    stdout().print(backends, options)

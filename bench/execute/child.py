@@ -1,0 +1,202 @@
+"""The child process that measures one model variant: `python -m tritbench.execute.child JOB.json`.
+
+It loads the backend's session once, then for each workload runs warmups and repetitions,
+timing only the backend's prefill/decode calls. After loading and after each workload it
+rewrites its result file, so the parent keeps what was measured even if the backend crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tritbench import plugin
+from tritbench.measure.energy import select_meter
+from tritbench.measure.memory import PhaseMemory, merge_peaks, ru_maxrss_bytes
+from tritbench.plan.workloads import Workload
+
+
+def current_rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _write(path: Path, result: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)
+
+
+def _tokens(rng: np.random.Generator, n: int, n_vocab: int, bos: int | None, first: bool) -> list[int]:
+    """A fresh random token trace (a new one every repetition, so no cache can reuse a prefix)."""
+    toks = rng.integers(0, n_vocab, size=n).tolist()
+    if first and bos is not None and toks:
+        toks[0] = bos
+    return toks
+
+
+def expected_counts(w: Workload, n_batch: int) -> tuple[int, int]:
+    """What the backend's counters should say after one repetition: llama.cpp counts a
+    single-token batch as generation and anything larger as prompt."""
+    n_prompt = n_gen = 0
+    if w.n_prompt:
+        sizes = [min(n_batch, w.n_prompt - s) for s in range(0, w.n_prompt, n_batch)]
+        n_prompt += sum(s for s in sizes if s > 1)
+        n_gen += sum(1 for s in sizes if s == 1)
+    return n_prompt, n_gen + w.n_gen
+
+
+def run_repetition(session, w: Workload, rng: np.random.Generator, mem: PhaseMemory, memory: dict,
+                   meter=None) -> dict:
+    """One repetition; `memory` collects each phase's peak snapshot (field-wise max over repetitions)."""
+    session.reset()
+    if w.depth:
+        session.prefill(_tokens(rng, w.depth, session.n_vocab, session.bos_token, True))
+    session.reset_counters()
+    rep: dict = {}
+    if meter is not None:  # the depth prefill above stays outside the energy window
+        meter.start()
+    cpu0 = time.process_time()
+    if w.n_prompt:
+        toks = _tokens(rng, w.n_prompt, session.n_vocab, session.bos_token, w.depth == 0)
+        mem.start_phase()
+        t0 = time.perf_counter_ns()
+        session.prefill(toks)
+        rep["prefill_s"] = (time.perf_counter_ns() - t0) / 1e9
+        memory["prefill"] = merge_peaks(memory.get("prefill"), mem.snapshot())
+    if w.n_gen:
+        first = w.depth == 0 and w.n_prompt == 0
+        toks = _tokens(rng, w.n_gen, session.n_vocab, session.bos_token, first)
+        lat = []
+        mem.start_phase()
+        for tok in toks:
+            t0 = time.perf_counter_ns()
+            session.decode(tok)
+            lat.append((time.perf_counter_ns() - t0) / 1e9)
+        rep["decode_s"] = lat
+        memory["decode"] = merge_peaks(memory.get("decode"), mem.snapshot())
+    rep["cpu_s"] = time.process_time() - cpu0
+    if meter is not None:
+        rep["energy"] = meter.stop().to_dict()
+    rep["counters"] = session.counters()
+    return rep
+
+
+def check_counters(rep: dict, expected: tuple[int, int]) -> str | None:
+    """A mismatch means the backend did not do the work we timed (e.g. it reused a cached prefix)."""
+    c = rep["counters"]
+    for key, want in zip(("n_prompt", "n_gen"), expected, strict=True):
+        got = c.get(key)
+        # llama.cpp reports zero counts as 1 (it clamps them), so a 0 is accepted as 1.
+        if got is not None and got != max(want, 1) and not (want == 0 and got in (0, 1)):
+            return f"backend counted {key}={got} but the test asked for {want}"
+    return None
+
+
+def run_kernel_repetition(session, calls: int, meter=None) -> dict:
+    """`calls` back-to-back calls; per-call wall, process CPU and calling-thread CPU time."""
+    if meter is not None:
+        meter.start()
+    c0, th0 = time.process_time_ns(), time.thread_time_ns()
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        session.run()
+    wall = time.perf_counter_ns() - t0
+    cpu, thread = time.process_time_ns() - c0, time.thread_time_ns() - th0
+    rep = {"calls": calls, "latency_s": wall / calls / 1e9, "cpu_s": cpu / calls / 1e9,
+           "thread_cpu_s": thread / calls / 1e9}
+    if meter is not None:
+        rep["energy"] = meter.stop().to_dict()
+    return rep
+
+
+def measure_kernel(backend, job: dict, w: Workload, entry: dict, meter) -> None:
+    """Open the layer, size repetitions to at least `min_rep_s` (calls are short), warm up, measure."""
+    session = backend.open_kernel(job["format"], w.M, w.K, w.N, job["n_threads"], job["options"], job["seed"],
+                                  job["min_total_bytes"])
+    try:
+        entry["weight_bytes"] = session.weight_bytes
+        entry["copies"] = session.copies
+        entry["settings"] = session.effective_settings()
+        t0 = time.perf_counter()
+        session.run()
+        one = max(time.perf_counter() - t0, 1e-7)
+        # at least one pass over every weight copy per repetition, so cold really is cold
+        calls = max(session.copies, int(np.ceil(job["min_rep_s"] / one)))
+        for _ in range(job["warmups"]):
+            run_kernel_repetition(session, calls)
+        for _ in range(job["reps"]):
+            entry["reps"].append(run_kernel_repetition(session, calls, meter))
+    finally:
+        session.close()
+
+
+def main(job_path: str) -> int:
+    job = json.loads(Path(job_path).read_text())
+    out = Path(job["result_path"])
+    result: dict = {"workloads": {}, "error": None}
+    backend = plugin.load(job["backend"])()
+    result["backend_info"] = backend.info()
+    if job.get("format") is not None:
+        return main_kernel(backend, job, out, result)
+    mem = PhaseMemory()
+    mem.start_phase()
+    t0 = time.perf_counter()
+    session = backend.open(job["model_path"], job["n_threads"], job["options"], job["n_ctx"])
+    result["load_s"] = time.perf_counter() - t0
+    result["memory"] = {"load": mem.snapshot(), "per_phase_peaks": mem.per_phase_peaks}
+    result["rss_after_load_bytes"] = current_rss_bytes()
+    result["settings"] = session.effective_settings()
+    result["peak_rss_bytes"] = ru_maxrss_bytes()
+    meter = select_meter(job.get("energy", "none"))
+    _write(out, result)
+    rng = np.random.default_rng(job["seed"])
+    n_batch = result["settings"].get("n_batch", 1 << 30)
+    for wd in job["workloads"]:
+        w = Workload.from_dict(wd)
+        entry: dict = {"reps": [], "error": None, "memory": {}}
+        result["workloads"][w.name] = entry
+        for _ in range(job["warmups"]):
+            run_repetition(session, w, rng, mem, {})
+        for _ in range(job["reps"]):
+            rep = run_repetition(session, w, rng, mem, entry["memory"], meter)
+            entry["reps"].append(rep)
+            problem = check_counters(rep, expected_counts(w, n_batch))
+            if problem:
+                entry["error"] = problem
+                break
+        result["peak_rss_bytes"] = ru_maxrss_bytes()
+        _write(out, result)
+    session.close()
+    return 0
+
+
+def main_kernel(backend, job: dict, out: Path, result: dict) -> int:
+    meter = select_meter(job.get("energy", "none"))
+    result["rss_after_load_bytes"] = current_rss_bytes()
+    result["settings"] = {"n_threads": job["n_threads"]}
+    result["peak_rss_bytes"] = ru_maxrss_bytes()
+    _write(out, result)
+    for wd in job["workloads"]:
+        w = Workload.from_dict(wd)
+        entry: dict = {"reps": [], "error": None}
+        result["workloads"][w.name] = entry
+        measure_kernel(backend, job, w, entry, meter)
+        result["peak_rss_bytes"] = ru_maxrss_bytes()
+        _write(out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1]))
+    except Exception as exc:  # reported to the parent through stderr and the exit code
+        detail = str(exc) or ("out of memory" if isinstance(exc, MemoryError) else "no message")
+        print(f"tritbench-worker-error: {type(exc).__name__}: {detail}", file=sys.stderr, flush=True)
+        sys.exit(3)

@@ -1,0 +1,146 @@
+"""The plan: a validated config expanded into variants, each with the workloads it runs.
+
+A variant is one backend with one model file (or one kernel weight format) and fixed settings: one child
+process loads it per round. Each (variant, workload) pair is a case, with one record and one `case_id`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tritbench import plugin
+from tritbench.errors import ConfigError
+from tritbench.plan.profiles import allowed_cpus, get_profile, parse_profiles
+from tritbench.plan.suite import RunConfig
+from tritbench.plan.workloads import Workload
+
+
+@dataclass(frozen=True)
+class KernelWeights:
+    """What a kernel variant multiplies by: seeded ternary matrices in one format (no model file)."""
+
+    format: str
+    name: str = "ternary-matrix"
+    path: None = None
+    spec: None = None
+
+    def exists(self) -> bool:
+        return True
+
+
+@dataclass
+class Variant:
+    """One backend with one model file (or kernel weight format) and fixed settings; it runs several workloads."""
+
+    backend: str
+    model: Any  # models.ModelVariant, or KernelWeights for kernel tests
+    n_threads: int
+    options: dict
+    workloads: list[Workload]
+    swept: tuple[str, ...] = ()  # option names the user set, shown in labels
+    cache: str | None = None  # kernel tests only
+    limits: dict | None = None  # an edge profile's resolved limits (tritbench.plan.profiles)
+
+    @property
+    def is_kernel(self) -> bool:
+        return isinstance(self.model, KernelWeights)
+
+    @property
+    def label(self) -> str:
+        opts = ",".join(f"{k}={self.options[k]}" for k in self.swept)
+        head = f"{self.backend}/{self.model.name}/{self.model.format}/t{self.n_threads}"
+        return head + (f"/{self.cache}" if self.cache else "") + (f"/{opts}" if opts else "")
+
+    @property
+    def n_ctx(self) -> int:
+        return max((w.n_tokens for w in self.workloads), default=0)
+
+
+def case_id(variant: Variant, workload: Workload, model_sha256: str | None) -> str:
+    """Identity of a case for --resume: same backend, model contents, settings and test."""
+    key = {
+        "backend": variant.backend,
+        "model": variant.model.name,
+        "format": variant.model.format,
+        "sha256": model_sha256,
+        "n_threads": variant.n_threads,
+        "options": variant.options,
+        "workload": workload.name,
+        "cache": variant.cache,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _backend_option_sets(backend_cls: type, options: dict[str, list]) -> list[dict]:
+    """The cartesian product of this backend's options (its defaults where not swept)."""
+    spec = backend_cls.options
+    names = list(spec)
+    values = [
+        [spec[n].parse(n, v) for v in options[n]] if n in options else [spec[n].default] for n in names
+    ]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
+    """Expand the config into variants, checking every name before anything runs.
+
+    Each backend runs the requested tests and formats it supports; a test kind or format that no
+    selected backend supports, or a backend that supports none of them, is an error.
+    """
+    from tritbench.models import resolve_model
+
+    tests = cfg.workloads()
+    classes = {name: plugin.load(name) for name in dict.fromkeys(cfg.backends)}
+    for opt in cfg.options:
+        if not any(opt in cls.options for cls in classes.values()):
+            known = sorted({o for cls in classes.values() for o in cls.options})
+            raise ConfigError(f"unknown option '{opt}' for backends {', '.join(classes)} (known: {', '.join(known)})")
+    _check_coverage(classes, tests, cfg.formats)
+    limits = None
+    if cfg.profile:
+        limits = get_profile(cfg.profile, parse_profiles(cfg.profiles)).resolve(allowed_cpus())
+        default_threads = limits["threads"]
+        for t in cfg.threads:
+            if t > len(limits["cpus"]):
+                raise ConfigError(f"{t} threads exceed the {len(limits['cpus'])} CPUs of profile '{cfg.profile}'")
+    threads = cfg.threads or [default_threads]
+    formats = list(dict.fromkeys(cfg.formats))
+    variants: list[Variant] = []
+    for name, cls in classes.items():
+        mine = [w for w in tests if w.kind in cls.workload_kinds]
+        llm, kernel = [w for w in mine if not w.is_kernel], [w for w in mine if w.is_kernel]
+        my_formats = [f for f in formats if f in cls.formats]
+        opt_sets = _backend_option_sets(cls, {k: v for k, v in cfg.options.items() if k in cls.options})
+        settings = list(itertools.product(threads, opt_sets))
+        for t, opts in settings:
+            swept = tuple(k for k in opts if k in cfg.options)
+            if llm:
+                for ref in dict.fromkeys(cfg.models):
+                    for model in resolve_model(ref, my_formats, embd_type=cfg.embd_type,
+                                               output_type=cfg.output_type):
+                        variants.append(Variant(name, model, t, opts, llm, swept, limits=limits))
+            for fmt in my_formats if kernel else []:
+                for mode in dict.fromkeys(cfg.cache):
+                    variants.append(Variant(name, KernelWeights(fmt), t, opts, kernel, swept, mode, limits))
+    return variants
+
+
+def _check_coverage(classes: dict[str, type], tests: list[Workload], formats: list[str]) -> None:
+    kinds = list(dict.fromkeys(w.kind for w in tests))
+    for kind in kinds:
+        if not any(kind in cls.workload_kinds for cls in classes.values()):
+            raise ConfigError(f"no selected backend runs {kind} tests (backends: {', '.join(classes)})")
+    for fmt in formats:
+        if not any(fmt in cls.formats for cls in classes.values()):
+            known = ", ".join(f"{n}: {'/'.join(c.formats)}" for n, c in classes.items())
+            raise ConfigError(f"no selected backend has format '{fmt}' ({known})")
+    for name, cls in classes.items():
+        if not any(k in cls.workload_kinds for k in kinds):
+            runs = ", ".join(cls.workload_kinds)
+            raise ConfigError(f"backend '{name}' runs none of the requested tests (it runs: {runs})")
+        if not any(f in cls.formats for f in formats):
+            raise ConfigError(f"backend '{name}' has none of the requested formats (known: {', '.join(cls.formats)})")

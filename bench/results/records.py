@@ -1,0 +1,134 @@
+"""Result records: one JSON object per case, appended to a JSONL file per run, and read back with pandas."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tritbench.errors import BenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA = "tritbench.result/1"
+
+
+@dataclass
+class Record:
+    """One measured (or failed) case. Nested parts stay dicts: later tools add keys without a schema bump."""
+
+    run_id: str
+    case_id: str
+    status: str  # "ok" | "failed"
+    error: str | None
+    backend: dict
+    model: dict
+    workload: dict
+    settings: dict
+    metrics: dict
+    machine: dict
+    state: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    timestamp: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    schema: str = SCHEMA
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Record:
+        if d.get("schema") != SCHEMA:
+            raise ValueError(f"unknown record schema {d.get('schema')!r} (expected {SCHEMA})")
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+class ResultsStore:
+    """A run's JSONL file. Each record is written, flushed and fsynced as its case ends, so a
+    crash or Ctrl-C keeps every finished case."""
+
+    def __init__(self, path: Path, run_id: str):
+        self.path = path
+        self.run_id = run_id
+
+    @classmethod
+    def create(cls, out_dir: Path) -> ResultsStore:
+        run_id = new_run_id()
+        return cls(Path(out_dir) / f"run-{run_id}.jsonl", run_id)
+
+    @classmethod
+    def latest(cls, out_dir: Path) -> ResultsStore:
+        """The most recent run in `out_dir`, to resume it."""
+        runs = sorted(Path(out_dir).glob("run-*.jsonl"), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise BenchError(f"--resume: no run to resume in {out_dir}")
+        path = runs[-1]
+        return cls(path, path.stem.removeprefix("run-"))
+
+    def append(self, record: Record) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record.to_dict(), allow_nan=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def records(self) -> list[dict]:
+        return read_records([self.path]) if self.path.exists() else []
+
+    def finished_case_ids(self) -> set[str]:
+        return {r["case_id"] for r in self.records() if r.get("status") == "ok"}
+
+
+def _jsonl_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(p.glob("*.jsonl"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise BenchError(f"no such results file or folder: {p}")
+    return files
+
+
+def read_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
+    """Every record in the given JSONL files or folders. A line cut short by a crash mid-write
+    (the last line only) is skipped; any other malformed line is an error."""
+    out: list[dict] = []
+    for path in _jsonl_files(paths):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines):
+                    continue
+                raise BenchError(f"{path}:{i}: not a JSON record") from None
+            if not isinstance(rec, dict) or rec.get("schema") != SCHEMA:
+                raise BenchError(f"{path}:{i}: not a {SCHEMA} record")
+            out.append(rec)
+    return out
+
+
+def load_results(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
+    """Flatten result records into a DataFrame, one row per case, nested keys joined by dots
+    (`metrics.tokens_per_s.median`, `model.format`, ...)."""
+    import pandas as pd  # here, not at the top: the measuring child imports this package and must not load it
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    records = read_records(paths)
+    if not records:
+        return pd.DataFrame()
+    return pd.json_normalize(records, sep=".")
