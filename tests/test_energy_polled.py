@@ -3,8 +3,11 @@ helper thread steps through a schedule is integrated to within a few percent of 
 rails and channels are never counted twice; failures mid-window give unavailable, never a zero."""
 
 import shutil
+import sys
 import threading
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +42,74 @@ from .energy_tree import (
 
 STEPS = [(6.0, 0.25), (14.0, 0.3), (3.0, 0.25), (9.0, 0.2)]
 FAST = {"interval_s": 0.01, "min_interval_s": 0.005}
+REPO = Path(__file__).resolve().parent.parent
+
+# A stand-in for `powermetrics --samplers cpu_power -i <ms>`: its preamble once, then one sample per
+# interval, back to back, each the time-weighted mean of the mW in a state file over its interval and
+# printed (with its real `ms elapsed`) as soon as the interval ends; it burns `burn_ms` of CPU per
+# sample, and after `count` samples (if >= 0) it fails as a real one might.
+FAKE_POWERMETRICS = """\
+import sys, time
+repo, ms, state, burn_s, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]) / 1e3, int(sys.argv[5])
+sys.path.insert(0, repo)
+from tests.energy_tree import powermetrics_text
+
+def mw():
+    with open(state) as f:
+        return float(f.read())
+
+sys.stdout.write(powermetrics_text(0.0).partition("*** Sampled")[0])
+sys.stdout.flush()
+n, t = 0, time.perf_counter()
+while count < 0 or n < count:
+    c = time.process_time()
+    while time.process_time() - c < burn_s:
+        pass
+    end, mj, v, last = t + ms / 1e3, 0.0, mw(), t
+    while True:
+        now = time.perf_counter()
+        mj += v * (min(now, end) - last)
+        if now >= end:
+            break
+        v, last = mw(), now
+        time.sleep(0.001)
+    text = powermetrics_text(mj / (end - t), elapsed_ms=(end - t) * 1e3)
+    sys.stdout.write("*** Sampled" + text.partition("*** Sampled")[2])
+    sys.stdout.flush()
+    n, t = n + 1, end
+sys.stderr.write("powermetrics: lost contact with the SMC\\n")
+sys.exit(1)
+"""
+
+
+@dataclass
+class FakePowermetrics:
+    """The `stream=` of a PowermetricsMeter: gives the stand-in's argv and counts how often it is launched."""
+
+    folder: Path
+    burn_ms: float = 0.0
+    count: int = -1
+    launches: list[list[str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.script, self.state = self.folder / "fake_powermetrics.py", self.folder / "fake_powermetrics.mw"
+        self.script.write_text(FAKE_POWERMETRICS)
+        self.set_watts(0.0)
+
+    def set_watts(self, watts: float) -> None:
+        write_atomic(self.state, f"{watts * 1000}\n")
+
+    def __call__(self, ms: int) -> list[str]:
+        argv = [sys.executable, str(self.script), str(REPO), str(ms), str(self.state), str(self.burn_ms),
+                str(self.count)]
+        self.launches.append(argv)
+        return argv
+
+
+def fake_powermetrics_meter(fake: FakePowermetrics, interval_s: float = 0.05) -> PowermetricsMeter:
+    text = powermetrics_text(0.0)
+    return PowermetricsMeter(runner=lambda ms: text, stream=fake, platform="darwin", interval_s=interval_s,
+                             min_interval_s=0.005)
 
 
 def integrate(meter, write, steps=STEPS):
@@ -235,7 +306,7 @@ def test_powermetrics_text_is_parsed_in_watts():
     assert intel == pytest.approx({"package": 3.51})
 
 
-def test_powermetrics_meter_on_captured_output(tmp_path):
+def test_powermetrics_meter_on_a_streamed_constant_power(tmp_path):
     text = (FIXTURES / "powermetrics_cpu_power_apple.txt").read_text()
     asked = []
 
@@ -243,27 +314,33 @@ def test_powermetrics_meter_on_captured_output(tmp_path):
         asked.append(ms)
         return text
 
-    meter = PowermetricsMeter(runner=runner, platform="darwin", interval_s=0.05, min_interval_s=0.01)
-    meter.start()
-    time.sleep(0.2)
-    r = meter.stop()
+    fake = FakePowermetrics(tmp_path)
+    fake.set_watts(6.867)
+    meter = PowermetricsMeter(runner=runner, stream=fake, platform="darwin", interval_s=0.05, min_interval_s=0.01)
+    assert asked == [100] and fake.launches == []  # probed once with -n 1; nothing runs until a window
+    try:
+        meter.start()
+        time.sleep(0.2)
+        r = meter.stop()
+    finally:
+        meter.close()
     assert r.source == "measured:powermetrics/cpu+gpu+ane"
     assert r.joules == pytest.approx(6.867 * r.window_s, rel=1e-6)
-    assert asked[0] == 100 and set(asked[1:]) == {50}  # each call samples for most of one interval
+    assert r.domains["gpu"] == 0.0 and r.samples >= 4
+    assert [argv[3] for argv in fake.launches] == ["50"]  # the stream samples every interval
     intel = (FIXTURES / "powermetrics_cpu_power_intel.txt").read_text()
     assert PowermetricsMeter(runner=lambda ms: intel, platform="darwin").domains == ["package"]
 
 
-def test_powermetrics_power_stepping_is_integrated():
-    state = {"mw": 0.0}
-    meter = PowermetricsMeter(runner=lambda ms: powermetrics_text(state["mw"]), platform="darwin",
-                              interval_s=0.01, min_interval_s=0.005)
-
-    def write(watts):
-        state["mw"] = watts * 1000
-
-    r, injected = integrate(meter, write)
-    assert injected.covers(r.joules)
+def test_powermetrics_power_stepping_is_integrated(tmp_path):
+    fake = FakePowermetrics(tmp_path)
+    meter = fake_powermetrics_meter(fake, interval_s=0.02)
+    try:
+        r, injected = integrate(meter, fake.set_watts)
+    finally:
+        meter.close()
+    assert r.available, r.source
+    assert injected.covers(r.joules), (r.joules, injected.injected_range_j)
 
 
 def test_powermetrics_is_macos_only():

@@ -32,7 +32,8 @@ def test_provenance_is_enforced():
 def test_unavailable_reading_has_no_figures():
     r = EnergyReading.unavailable("rapl: /sys/class/powercap not found")
     assert r.to_dict() == {"source": "unavailable:rapl: /sys/class/powercap not found", "joules": None,
-                           "window_s": None, "domains": {}, "samples": 0, "wraps": 0, "parts": {}, "note": None}
+                           "window_s": None, "domains": {}, "samples": 0, "wraps": 0, "parts": {}, "note": None,
+                           "sampling_cost": None}
     assert r.reason == "rapl: /sys/class/powercap not found" and r.watts is None and not r.available
 
 
@@ -42,6 +43,41 @@ def test_round_trip_through_json(domains, window, samples, wraps):
     assert EnergyReading.from_dict(json.loads(json.dumps(r.to_dict()))) == r
     assert r.joules == pytest.approx(sum(domains.values()))
     assert r.source == "measured:rapl/" + "+".join(domains)
+
+
+COST = {"processes": 5, "background": 3, "cpu_s": 0.2, "wall_s": 0.3, "note": "one `vcgencmd` per sample"}
+
+
+@given(st.integers(0, 50), st.floats(0, 10, allow_nan=False), st.floats(0, 10, allow_nan=False))
+def test_sampling_cost_round_trips_and_is_never_dropped(processes, cpu_s, wall_s):
+    cost = {"processes": processes, "background": max(0, processes - 2), "cpu_s": cpu_s, "wall_s": wall_s,
+            "note": "n"}
+    r = EnergyReading.measured("vcgencmd", {"pmic-rails": 3.0}, 1.0, samples=processes, sampling_cost=cost)
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["sampling_cost"] == cost and EnergyReading.from_dict(d) == r
+    failed = EnergyReading.unavailable("pi5: firmware timeout", sampling_cost=cost)
+    assert failed.to_dict()["sampling_cost"] == cost and failed.joules is None
+    old = {k: v for k, v in r.to_dict().items() if k != "sampling_cost"}  # a record written before the key
+    assert EnergyReading.from_dict(old).sampling_cost is None
+
+
+def test_sampling_costs_add_up_over_windows():
+    reps = [EnergyReading.measured("vcgencmd", {"pmic-rails": 3.0}, 1.0, sampling_cost=COST) for _ in range(3)]
+    c = combine_readings(reps).sampling_cost
+    assert c["processes"] == 15 and c["background"] == 9 and c["note"] == COST["note"]
+    assert c["cpu_s"] == pytest.approx(0.6) and c["wall_s"] == pytest.approx(0.9)
+    m = energy_metrics(reps, tokens=30)
+    assert m["sampling_cost"] == c and json.dumps(m)
+    # a failed window keeps its cost; the whole has no figure but still says what sampling cost
+    failed = EnergyReading.unavailable("pi5: firmware timeout", sampling_cost=COST)
+    assert combine_readings([*reps, failed]).sampling_cost["processes"] == 20
+    unknown = {**COST, "cpu_s": None}  # e.g. a process whose CPU time could not be read
+    assert combine_readings([reps[0], EnergyReading.measured("vcgencmd", {"pmic-rails": 1.0}, 1.0,
+                                                             sampling_cost=unknown)]).sampling_cost["cpu_s"] is None
+    partial = combine_readings([reps[0], measured({"pmic-rails": 1.0}, source="vcgencmd")]).sampling_cost
+    assert partial["processes"] is None and partial["note"] == "only 1 of 2 windows recorded their sampling cost"
+    assert combine_readings([measured({"package-0": 1.0})] * 2).sampling_cost is None
+    assert energy_metrics([measured({"package-0": 1.0})], tokens=1)["sampling_cost"] is None
 
 
 def test_net_energy():

@@ -5,6 +5,7 @@
     meter.start(); work(); reading = meter.stop()
     reading.source   # measured:rapl/package-0+dram | unavailable:<why>
     net_energy(reading, idle.watts)
+    meter.close()                         # stops powermetrics' streaming process (also done at exit)
 
 A meter never raises for missing or failing hardware and never reports 0 J for "unknown": its
 reading is then `unavailable:<reason>` with `joules=None`.

@@ -48,15 +48,17 @@ def combine_readings(readings: Sequence[EnergyReading]) -> EnergyReading:
     """
     if not readings:
         return EnergyReading.unavailable("no measured windows")
+    cost = combine_costs([r.sampling_cost for r in readings])  # spent even when there is no figure
     missing = [r for r in readings if not r.available]
     if missing:
         reason = missing[0].reason or "?"
         if len(missing) < len(readings):
             reason = f"{len(missing)} of {len(readings)} windows unavailable: {reason}"
-        return EnergyReading.unavailable(reason)
+        return EnergyReading.unavailable(reason, sampling_cost=cost)
     sources = sorted({r.source for r in readings})
     if len(sources) > 1:
-        return EnergyReading.unavailable(f"windows measured by different sources ({', '.join(sources)})")
+        return EnergyReading.unavailable(f"windows measured by different sources ({', '.join(sources)})",
+                                         sampling_cost=cost)
     domains: dict[str, float] = {}
     parts: dict[str, float] = {}
     for r in readings:
@@ -69,7 +71,29 @@ def combine_readings(readings: Sequence[EnergyReading]) -> EnergyReading:
         source=sources[0], joules=sum(r.joules or 0.0 for r in readings),
         window_s=sum(r.window_s or 0.0 for r in readings), domains=domains, parts=parts,
         samples=sum(r.samples for r in readings), wraps=sum(r.wraps for r in readings),
-        note="; ".join(notes) or None)
+        note="; ".join(notes) or None, sampling_cost=cost)
+
+
+def combine_costs(costs: Sequence[dict | None]) -> dict | None:
+    """The sampling cost of several windows: counts and times added up, distinct notes kept.
+
+    None when no window recorded one (meters that spawn nothing); a time is None if any window's is.
+    If only some windows recorded one, nothing is added up and the note says so.
+    """
+    known = [c for c in costs if c is not None]
+    if not known:
+        return None
+    if len(known) < len(costs):
+        return {"processes": None, "background": None, "cpu_s": None, "wall_s": None,
+                "note": f"only {len(known)} of {len(costs)} windows recorded their sampling cost"}
+
+    def total(key: str) -> float | None:
+        values = [c.get(key) for c in known]
+        return None if any(v is None for v in values) else sum(values)
+
+    notes = list(dict.fromkeys(c.get("note") for c in known if c.get("note")))
+    return {"processes": total("processes"), "background": total("background"), "cpu_s": total("cpu_s"),
+            "wall_s": total("wall_s"), "note": " | ".join(notes) or None}
 
 
 def energy_metrics(readings: Sequence[EnergyReading] | EnergyReading, tokens: int | None,
@@ -79,6 +103,7 @@ def energy_metrics(readings: Sequence[EnergyReading] | EnergyReading, tokens: in
     `readings`: one per measured window (repetition), summed by `combine_readings`; `tokens`: tokens
     processed in those windows (prompt + generated, all repetitions); `idle`: the idle reading (used
     only if it comes from the same source) or idle watts. Every figure is None when it cannot be had.
+    `sampling_cost` is the windows' summed sampling cost (see EnergyReading), None for meters that spawn nothing.
     """
     if isinstance(readings, EnergyReading):
         readings = [readings]
@@ -109,4 +134,5 @@ def energy_metrics(readings: Sequence[EnergyReading] | EnergyReading, tokens: in
         "samples": r.samples,
         "wraps": r.wraps,
         "note": r.note,
+        "sampling_cost": r.sampling_cost,
     }

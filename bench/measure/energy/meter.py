@@ -7,6 +7,9 @@ The engine reads two kinds of channel on every poll:
 - counters (cumulative microjoules, e.g. RAPL `energy_uj`): differenced, with wraparound corrected
   at the counter's range; polls must come often enough that no two are a full range apart;
 - power (watts, e.g. hwmon `power1_input` or an INA3221 rail): integrated with the trapezoid rule.
+
+A meter whose read runs a program (`vcgencmd` on the Pi 5) sets `_command` and each reading then
+records that cost in `sampling_cost` (see `command_cost`): it is never hidden in the figure.
 """
 
 from __future__ import annotations
@@ -20,7 +23,33 @@ from typing import Protocol, runtime_checkable
 
 from tritbench.measure.energy.reading import EnergyReading
 
+try:
+    import resource
+except ImportError:  # not on Windows, where no command-running meter exists
+    resource = None  # type: ignore[assignment]
+
 Reader = Callable[[Path], str]
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's children that have been waited for (0 without `resource`)."""
+    if resource is None:
+        return 0.0
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def command_cost(command: str, processes: int, background: int, cpu_s: float, wall_s: float) -> dict:
+    """A reading's `sampling_cost` when every sample ran `command` once, in its own process.
+
+    Children's CPU comes from getrusage(RUSAGE_CHILDREN) around each (waited-for) run; it is
+    process-wide, so a child of the measured work itself reaped meanwhile would be counted too.
+    """
+    return {"processes": processes, "background": background, "cpu_s": cpu_s, "wall_s": wall_s,
+            "note": f"one `{command}` process per sample: cpu_s is their user+system time plus the polling "
+                    "thread's own while running them, wall_s their total run time; the `background` ones ran "
+                    "alongside the measured work, the others in start() and stop(), outside the caller's timed "
+                    "region"}
 
 
 class MeterError(Exception):
@@ -64,6 +93,8 @@ class Meter(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> EnergyReading: ...
+
+    def close(self) -> None: ...
 
     def __enter__(self) -> Meter: ...
 
@@ -158,8 +189,14 @@ class BaseMeter:
                 reading = EnergyReading.unavailable(self._failure or self.describe(exc))
             if self._failure:
                 reading = EnergyReading.unavailable(self._failure)
+            cost = self._cost_so_far() if not reading.available and reading.sampling_cost is None else None
+            if cost is not None:
+                reading = EnergyReading.unavailable(reading.reason or "?", sampling_cost=cost)
         self.reading = reading
         return reading
+
+    def close(self) -> None:
+        """Release what the meter keeps between windows (a streaming process); a no-op for most meters."""
 
     def __enter__(self) -> BaseMeter:
         self.start()
@@ -173,6 +210,10 @@ class BaseMeter:
 
     def _end(self) -> EnergyReading:
         raise NotImplementedError
+
+    def _cost_so_far(self) -> dict | None:
+        """The sampling cost of a window that failed (a failed window may still have spawned processes)."""
+        return None
 
 
 class UnavailableMeter(BaseMeter):
@@ -190,6 +231,8 @@ class PollingMeter(BaseMeter):
     `_read_counters` (-> {domain: microjoules}, with `_wrap_uj` {domain: range or None}) and/or
     `_read_power` (-> {domain: watts}); `_stall_s` is the longest gap between counter reads that
     cannot hide a wrap (None: no check). Summed domains are `domains`; `parts` are read but not added.
+    A meter whose reads run a program sets `_command` (its name): each poll is then counted as one
+    process and its CPU and wall time go into the reading's `sampling_cost`.
     """
 
     source = "polled"
@@ -203,6 +246,7 @@ class PollingMeter(BaseMeter):
         self._wrap_uj: dict[str, int | None] = {}
         self._stall_s: float | None = None
         self._note: str | None = None
+        self._command: str | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
@@ -218,6 +262,8 @@ class PollingMeter(BaseMeter):
         self._counts: dict[str, int] = {}
         self._power: dict[str, float] = {}
         self._t_first = self._t_last = 0.0
+        self._cost_cpu_s = self._cost_wall_s = 0.0
+        self._cost_processes = self._cost_background = 0
         self._thread = None
         self._poll(first=True)
         self._halt = threading.Event()
@@ -229,7 +275,7 @@ class PollingMeter(BaseMeter):
         while not self._halt.wait(max(0.0, next_t - time.perf_counter())):
             next_t += self.interval_s
             try:
-                self._poll()
+                self._poll(background=True)
             except Exception as exc:  # any failure, even unforeseen, must void the window, not shorten it
                 self._failure = self.describe(exc)
                 return
@@ -251,13 +297,36 @@ class PollingMeter(BaseMeter):
             note = "; ".join(filter(None, [note, "window under 0.1 s: counters update about every 1 ms"]))
         return EnergyReading.measured(
             self.source, {d: self._joules[d] for d in self.domains}, window, samples=self._samples,
-            wraps=self._wraps, parts={d: self._joules[d] for d in self.parts}, note=note)
+            wraps=self._wraps, parts={d: self._joules[d] for d in self.parts}, note=note,
+            sampling_cost=self._cost_so_far())
 
-    def _poll(self, first: bool = False) -> None:
+    def _cost_so_far(self) -> dict | None:
+        if self._command is None or not hasattr(self, "_cost_cpu_s"):
+            return None
+        with self._lock:
+            return command_cost(self._command, self._cost_processes, self._cost_background, self._cost_cpu_s,
+                                self._cost_wall_s)
+
+    def _read_channels(self, background: bool) -> tuple[dict[str, int], dict[str, float], float, float]:
+        """Counters, power, and when the read began and ended; a command's cost is counted even if it fails."""
+        cpu0 = children_cpu_s() + time.thread_time() if self._command is not None else 0.0
         t0 = time.perf_counter()
-        counts = self._read_counters() if self._read_counters else {}
-        power = self._read_power() if self._read_power else {}
-        t1 = time.perf_counter()
+        try:
+            counts = self._read_counters() if self._read_counters else {}
+            power = self._read_power() if self._read_power else {}
+        finally:
+            t1 = time.perf_counter()
+            if self._command is not None:  # the command has been waited for: its time is in RUSAGE_CHILDREN
+                cpu_s = children_cpu_s() + time.thread_time() - cpu0
+                with self._lock:
+                    self._cost_processes += 1
+                    self._cost_background += background
+                    self._cost_cpu_s += cpu_s
+                    self._cost_wall_s += t1 - t0
+        return counts, power, t0, t1
+
+    def _poll(self, first: bool = False, background: bool = False) -> None:
+        counts, power, t0, t1 = self._read_channels(background)
         t = (t0 + t1) / 2  # a slow command's reading belongs to the middle of its call
         tracked = self.domains + self.parts
         for d in tracked:

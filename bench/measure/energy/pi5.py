@@ -6,6 +6,11 @@ The command prints one line per ADC channel, currents then voltages:
 A rail's power is V x A, pairing `<rail>_A` with `<rail>_V`; channels without a partner (`EXT5V_V`,
 the 5 V input, and `BATT_V`, the RTC battery) are skipped. The sum covers the PMIC's output rails,
 not the board's input power (the 5 V input current is not measured), and the reading says so.
+
+The command has no streaming mode, so every sample starts a process (~26 firmware ADC reads): on a
+4-core board running the benchmark on all cores that steals CPU inside the window. Each reading
+therefore records that cost in `sampling_cost` (processes, their CPU and wall time); a longer
+`interval_s` lowers it.
 """
 
 from __future__ import annotations
@@ -51,7 +56,10 @@ def model_name(root: Path, read: Reader = read_text) -> str | None:
 
 
 class Pi5Meter(PollingMeter):
-    """PMIC rail energy on a Raspberry Pi 5; `runner` returns the command's text (tests pass captured output)."""
+    """PMIC rail energy on a Raspberry Pi 5; `runner` returns the command's text (tests pass captured output).
+
+    One `runner` call counts as one `vcgencmd` process in the reading's `sampling_cost`.
+    """
 
     kind = "pi5"
     source = "vcgencmd"
@@ -84,6 +92,7 @@ class Pi5Meter(PollingMeter):
         self.interval_s = self._interval(interval_s, 0.5, min_interval_s)
         self._read_power = self._sample
         self._note = NOTE
+        self._command = "vcgencmd pmic_read_adc"
         self._ready([DOMAIN], list(rails))
 
     def _sample(self) -> dict[str, float]:

@@ -17,6 +17,10 @@ class EnergyReading:
     that were read but are contained in a summed one (RAPL core/uncore inside a package, Jetson
     sub-rails inside VDD_IN), for information only. `samples` counts polls of polled sources, `wraps`
     the counter wraparounds corrected; `note` states a caveat that applies to this figure.
+    `sampling_cost` says what taking the samples cost when the meter runs a program for them (Pi 5
+    `vcgencmd`, macOS `powermetrics`): `processes` started for the reading, how many of those ran in the
+    `background` alongside the measured work, their `cpu_s` and `wall_s`, and a `note` on what these
+    cover; it is None for meters that only read files (RAPL, hwmon, Jetson, pyRAPL).
     """
 
     source: str
@@ -27,6 +31,7 @@ class EnergyReading:
     wraps: int = 0
     parts: dict[str, float] = field(default_factory=dict)
     note: str | None = None
+    sampling_cost: dict | None = None
 
     def __post_init__(self) -> None:
         if not self.source.startswith(PREFIXES):
@@ -37,18 +42,21 @@ class EnergyReading:
             raise ValueError(f"{self.source} needs joules")
 
     @classmethod
-    def unavailable(cls, reason: str, window_s: float | None = None) -> EnergyReading:
-        return cls(source=f"unavailable:{reason}", window_s=window_s)
+    def unavailable(cls, reason: str, window_s: float | None = None, *,
+                    sampling_cost: dict | None = None) -> EnergyReading:
+        return cls(source=f"unavailable:{reason}", window_s=window_s, sampling_cost=sampling_cost)
 
     @classmethod
     def measured(cls, source: str, domains: dict[str, float], window_s: float, *, samples: int = 0, wraps: int = 0,
-                 parts: dict[str, float] | None = None, note: str | None = None) -> EnergyReading:
+                 parts: dict[str, float] | None = None, note: str | None = None,
+                 sampling_cost: dict | None = None) -> EnergyReading:
         """A measured reading whose joules are the sum of `domains`, labelled `measured:<source>/<d1>+<d2>`."""
         if not domains:
             raise ValueError("a measured reading needs at least one domain")
         return cls(source=f"measured:{source}/{'+'.join(domains)}", joules=float(sum(domains.values())),
                    window_s=window_s, domains=dict(domains), samples=samples, wraps=wraps,
-                   parts=dict(parts or {}), note=note)
+                   parts=dict(parts or {}), note=note,
+                   sampling_cost=None if sampling_cost is None else dict(sampling_cost))
 
     @property
     def available(self) -> bool:
@@ -76,13 +84,15 @@ class EnergyReading:
             "wraps": self.wraps,
             "parts": dict(self.parts),
             "note": self.note,
+            "sampling_cost": None if self.sampling_cost is None else dict(self.sampling_cost),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> EnergyReading:
         return cls(source=d["source"], joules=d.get("joules"), window_s=d.get("window_s"),
                    domains=dict(d.get("domains") or {}), samples=d.get("samples", 0), wraps=d.get("wraps", 0),
-                   parts=dict(d.get("parts") or {}), note=d.get("note"))
+                   parts=dict(d.get("parts") or {}), note=d.get("note"),
+                   sampling_cost=None if d.get("sampling_cost") is None else dict(d["sampling_cost"]))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ def _build(kind: str, root: Path, runners: Mapping[str, Callable], platform: str
     if kind == "pi5":
         return Pi5Meter(root, runner=runners.get("pi5"), interval_s=interval_s)
     if kind == "powermetrics":
-        return PowermetricsMeter(root, runner=runners.get("powermetrics"), platform=platform, interval_s=interval_s)
+        return PowermetricsMeter(root, runner=runners.get("powermetrics"), stream=runners.get("powermetrics-stream"),
+                                 platform=platform, interval_s=interval_s)
     raise ConfigError(f"unknown energy meter {kind!r}")
 
 
@@ -62,7 +63,8 @@ def select_meter(kind: str = "auto", root: Path | str | None = None, *,
     An explicit kind whose hardware is missing gives an unavailable meter that says why; `auto`
     returns the first available meter of AUTO_ORDER, else an unavailable one whose reason names what
     was tried (and, when hardware was found but could not be used, e.g. EACCES on RAPL, says that).
-    `runners` maps "pi5" / "powermetrics" to callables returning the command's text; `platform`
+    `runners` maps "pi5" / "powermetrics" to callables returning the command's text (and
+    "powermetrics-stream" to one giving the streaming command's argv for an interval in ms); `platform`
     overrides sys.platform; `interval_s` sets the polling interval of polled meters.
     Raises ConfigError for an unknown kind.
     """
