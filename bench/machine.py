@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -21,7 +22,8 @@ ISA_FEATURES = {
             "avx512vbmi", "amx_tile", "amx_int8"),
     "arm": ("asimd", "asimddp", "i8mm", "sve", "sve2", "fphp", "asimdhp", "bf16"),
 }
-LIBRARIES = ("numpy", "gguf", "llama-cpp-python", "onnxruntime", "pandas")
+# tritbench's own runtime libraries; each backend adds the ones it runs on (its `libraries`).
+LIBRARIES = ("numpy", "gguf", "pandas")
 
 
 def sysfs_root() -> Path:
@@ -80,9 +82,9 @@ def isa_features(arch: str, flags: list[str]) -> list[str]:
     return [f for f in ISA_FEATURES[family] if f in present]
 
 
-def library_versions() -> dict[str, str | None]:
+def library_versions(names: Iterable[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for name in LIBRARIES:
+    for name in dict.fromkeys(names):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -90,8 +92,9 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def fingerprint(root: Path | None = None) -> dict:
-    """Stable identity of this machine plus a `machine.id` derived from those fields only."""
+def fingerprint(root: Path | None = None, libraries: Iterable[str] = ()) -> dict:
+    """Stable identity of this machine plus a `machine.id` derived from those fields only; the versions of
+    tritbench's libraries and of `libraries` (the backends' runtimes) beside it."""
     root = root or sysfs_root()
     arch = platform.machine()
     cpu = parse_cpuinfo(_read(root / "proc/cpuinfo") or "")
@@ -108,7 +111,7 @@ def fingerprint(root: Path | None = None) -> dict:
         "os": platform.system(),
         "kernel": platform.release(),
         "python": sys.version.split()[0],
-        "libraries": library_versions(),
+        "libraries": library_versions([*LIBRARIES, *libraries]),
     }
     stable = {k: info[k] for k in ("arch", "cpu_model", "isa", "physical_cores", "logical_cores", "ram_bytes", "os")}
     info["id"] = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,16 +1,23 @@
-"""The backend interface and its discovery through the `tritbench.backends` entry-point group.
+"""The backend API and its discovery through the `tritbench.backends` entry-point group.
 
-The core never imports a backend by name: it looks the name up here. A backend module must
-import its heavy runtime (llama_cpp, onnxruntime, ...) lazily, inside `info()` and `open()`, so
-that listing and validating backends stays cheap and a broken runtime fails inside the child.
+Two kinds of backend: a `GenerationBackend` loads a model file and runs pp/tg/pg workloads, a
+`KernelBackend` builds one linear layer and runs gemv/gemm workloads; one class may be both. The core
+never imports a backend by name: it looks the name up here. A backend module imports its heavy runtime
+(llama_cpp, onnxruntime, ...) lazily, inside `info()` and `open()`, so that listing and validating
+backends stays cheap and a broken runtime fails inside the child.
+
+A backend owns the facts about what it runs: its formats (`FormatInfo`: bits per weight, ternary or not,
+the baseline a format is compared with), the Python distributions that are its runtime (recorded in the
+machine fingerprint), and, for generation, how to check its own counters.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from tritbench.errors import ConfigError
 
@@ -20,6 +27,8 @@ GROUP = "tritbench.backends"
 MAX_WEIGHT_COPIES = 64
 # Extra backends without packaging: TRITBENCH_PLUGINS="name=module:Class,other=pkg.mod:Other".
 PLUGINS_ENV = "TRITBENCH_PLUGINS"
+GENERATION_KINDS = ("pp", "tg", "pg")
+KERNEL_KINDS = ("gemv", "gemm")
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,44 @@ class Option:
         return value
 
 
+def ggml_block(ggml_type: str) -> tuple[int, int]:
+    """(weights, bytes) of one block of a GGML type, from gguf's table (imported here: the measuring child
+    never asks)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    try:
+        return GGML_QUANT_SIZES[GGMLQuantizationType[ggml_type.upper()]]
+    except KeyError:
+        raise ConfigError(f"unknown GGML type {ggml_type!r}") from None
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """What the core and the reports know of one weight format.
+
+    `ternary`: a 1.58-bit format (weights in {-1, 0, +1} times a scale). `baseline`: the format speed-ups
+    of this one are measured against (None: it is a baseline). Bits per weight of the linear layers come
+    from gguf for a GGML type (`ggml_type`), else from `bits` (None: they depend on the file or layer)."""
+
+    ternary: bool = False
+    baseline: str | None = None
+    ggml_type: str | None = None
+    bits: float | None = None
+
+    @property
+    def bits_per_weight(self) -> float | None:
+        if self.ggml_type:
+            weights, nbytes = ggml_block(self.ggml_type)
+            return 8 * nbytes / weights
+        return self.bits
+
+
 class GenerationSession(Protocol):
-    """A loaded model ready for pp/tg/pg tests. Every call returns only once the work is done."""
+    """A loaded model ready for pp/tg/pg workloads. Every call returns only once the work is done."""
 
     n_vocab: int
     bos_token: int | None
+    weights_mapped: bool | None  # weights memory-mapped from the file (file-backed RSS); None: unknown
 
     def effective_settings(self) -> dict:
         """The settings the backend actually uses (threads, batch sizes, context...)."""
@@ -77,6 +119,10 @@ class GenerationSession(Protocol):
     def counters(self) -> dict:
         """The backend's own counts and timings since reset_counters: keys n_prompt, n_gen,
         prompt_ms, gen_ms (None where the backend has no such counter)."""
+
+    def check_counters(self, n_prompt: int, n_gen: int, counters: dict) -> str | None:
+        """None if `counters` show exactly the work of one repetition (a prefill of `n_prompt` tokens, then
+        `n_gen` single-token decodes), else what differs: e.g. a reused cached prefix."""
 
     def close(self) -> None: ...
 
@@ -98,25 +144,33 @@ class KernelSession(Protocol):
 
 
 class Backend(Protocol):
-    """A benchmarkable runtime. Class attributes describe it; instances live in the child process.
-
-    Backends with pp/tg/pg in `workload_kinds` implement `open`; with gemv/gemm, `open_kernel`.
-    """
+    """What every backend class declares. Instances live in the child process."""
 
     name: ClassVar[str]
-    formats: ClassVar[tuple[str, ...]]
+    formats: ClassVar[dict[str, FormatInfo]]
     workload_kinds: ClassVar[tuple[str, ...]]
     options: ClassVar[dict[str, Option]]
+    libraries: ClassVar[tuple[str, ...]]  # Python distributions of its runtime, versions recorded per machine
 
     def info(self) -> dict:
         """Version and build information: at least `version`."""
 
+
+@runtime_checkable
+class GenerationBackend(Backend, Protocol):
+    """A backend with pp/tg/pg among its `workload_kinds`."""
+
     def open(self, model_path: str, n_threads: int, options: dict, n_ctx: int) -> GenerationSession: ...
+
+
+@runtime_checkable
+class KernelBackend(Backend, Protocol):
+    """A backend with gemv/gemm among its `workload_kinds`."""
 
     def open_kernel(
         self, fmt: str, M: int, K: int, N: int, n_threads: int, options: dict, seed: int, min_total_bytes: int
     ) -> KernelSession:
-        """Build the layer in format `fmt` from `tritbench.models.matrices.ternary_matrix(K, N, seed)`, with
+        """Build the layer in format `fmt` from `models.matrices.ternary_matrix(K, N, seed)`, with
         enough weight copies that together they span at least `min_total_bytes` (0: one copy), but
         never more than MAX_WEIGHT_COPIES."""
 
@@ -139,6 +193,45 @@ def load(name: str) -> type:
         known = ", ".join(sorted(eps)) or "none installed"
         raise ConfigError(f"unknown backend '{name}' (known: {known})")
     try:
-        return eps[name].load()
+        cls = eps[name].load()
     except Exception as exc:  # a plugin that cannot even be imported is the user's set-up problem
         raise ConfigError(f"backend '{name}' cannot be imported: {type(exc).__name__}: {exc}") from None
+    for kinds, method in ((GENERATION_KINDS, "open"), (KERNEL_KINDS, "open_kernel")):
+        if any(k in kinds for k in getattr(cls, "workload_kinds", ())) and not callable(getattr(cls, method, None)):
+            raise ConfigError(f"backend '{name}' lists {'/'.join(kinds)} workloads but has no {method}()")
+    return cls
+
+
+def format_info(fmt: str) -> FormatInfo | None:
+    """What the installed backends declare of format `fmt` (the first that declares it), None if none does."""
+    return _declared_formats().get(str(fmt).lower())
+
+
+@functools.lru_cache(maxsize=1)
+def _declared_formats() -> dict[str, FormatInfo]:
+    out: dict[str, FormatInfo] = {}
+    for name in sorted(available()):
+        try:
+            formats = load(name).formats
+        except ConfigError:
+            continue
+        for fmt, info in formats.items():
+            out.setdefault(fmt.lower(), info)
+    return out
+
+
+def is_ternary(fmt: str) -> bool:
+    """Is `fmt` a 1.58-bit format? The one rule: what the backend that runs it declares."""
+    info = format_info(fmt)
+    return bool(info and info.ternary)
+
+
+def libraries_of(names: list[str]) -> list[str]:
+    """The runtime libraries the named backends declare (those that cannot be loaded declare none)."""
+    out: list[str] = []
+    for name in names:
+        try:
+            out += getattr(load(name), "libraries", ())
+        except ConfigError:
+            continue
+    return out

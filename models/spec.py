@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ModelError
 
@@ -23,6 +23,30 @@ MIN_VOCAB = N_SPECIAL_TOKENS + 5
 LINEAR_ALIGN = 256
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _INT_FIELDS = ("hidden", "layers", "ffn", "heads", "kv_heads", "vocab", "n_ctx")
+
+
+class Linear(NamedTuple):
+    """One linear layer's weight shape, its order in the names (the source of many a transposition bug)."""
+
+    in_features: int
+    out_features: int
+
+    @property
+    def rows_cols(self) -> tuple[int, int]:
+        """(out_features, in_features): the weight matrix as GGUF and numpy store it, row-major."""
+        return self.out_features, self.in_features
+
+
+def linear_layers(hidden: int, q_dim: int, kv_dim: int, ffn: int, gated: bool = True) -> dict[str, Linear]:
+    """One LLaMA-style block's linear layers by GGUF tensor suffix: attention Q, K, V and output, then the
+    FFN (gate, up, down; no gate for a plain up/down FFN). The one definition the synthesis, the kernel
+    workloads and the cost model share."""
+    layers = {"attn_q": Linear(hidden, q_dim), "attn_k": Linear(hidden, kv_dim), "attn_v": Linear(hidden, kv_dim),
+              "attn_output": Linear(q_dim, hidden)}
+    if gated:
+        layers["ffn_gate"] = Linear(hidden, ffn)
+    layers |= {"ffn_up": Linear(hidden, ffn), "ffn_down": Linear(ffn, hidden)}
+    return layers
 
 
 @dataclass(frozen=True)
@@ -67,18 +91,9 @@ class ModelSpec:
         """True when the output projection reuses token_embd (bitnet), so no output tensor is written."""
         return self.arch == "bitnet"
 
-    def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        """Per-block linear weights as {suffix: (out_features, in_features)} (numpy row-major order)."""
-        h, f, kv = self.hidden, self.ffn, self.kv_dim
-        return {
-            "attn_q": (h, h),
-            "attn_k": (kv, h),
-            "attn_v": (kv, h),
-            "attn_output": (h, h),
-            "ffn_gate": (f, h),
-            "ffn_up": (f, h),
-            "ffn_down": (h, f),
-        }
+    def linear_layers(self) -> dict[str, Linear]:
+        """Per-block linear weights as {suffix: Linear(in_features, out_features)}, in file order."""
+        return linear_layers(self.hidden, self.hidden, self.kv_dim, self.ffn, gated=True)
 
     def norm_shapes(self) -> dict[str, int]:
         """Per-block norm weights as {suffix: length}."""
@@ -89,7 +104,7 @@ class ModelSpec:
 
     def n_linear_params(self) -> int:
         """Elements in the blocks' linear weights (the tensors that get quantized)."""
-        per_block = sum(o * i for o, i in self.linear_shapes().values())
+        per_block = sum(layer.in_features * layer.out_features for layer in self.linear_layers().values())
         return self.layers * per_block
 
     def n_params(self) -> int:

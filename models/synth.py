@@ -112,8 +112,8 @@ def tensor_plan(spec: ModelSpec) -> list[TensorPlan]:
     for i in range(spec.layers):
         for suffix, length in spec.norm_shapes().items():
             plan.append(TensorPlan(f"blk.{i}.{suffix}.weight", (length,), "norm"))
-        for suffix, shape in spec.linear_shapes().items():
-            plan.append(TensorPlan(f"blk.{i}.{suffix}.weight", shape, "linear"))
+        for suffix, layer in spec.linear_layers().items():
+            plan.append(TensorPlan(f"blk.{i}.{suffix}.weight", layer.rows_cols, "linear"))
     plan.append(TensorPlan("output_norm.weight", (spec.hidden,), "norm"))
     if not spec.tied_output:
         plan.append(TensorPlan("output.weight", (spec.vocab, spec.hidden), "output"))

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 import plotly.graph_objects as go
 
-from tritbench.reports.tables import ReportData, fmt, si
+from tritbench.reports.tables import ReportData
+from tritbench.reports.units import fmt, si
 
 # Provenance never shares a look: measured solid, estimated hatched, unavailable a labelled gap.
 PROVENANCE_STYLE = {

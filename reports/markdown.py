@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from tritbench.reports.tables import ReportData, fmt
+from tritbench.reports.tables import ReportData
+from tritbench.reports.units import fmt
 
 
 def _cell(value: object) -> str:
@@ -15,10 +16,11 @@ def _cell(value: object) -> str:
     return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def md_table(df: pd.DataFrame, columns: Iterable[tuple[str, str, object]], hide_constant: bool = True
-             ) -> list[str]:
+def md_table(df: pd.DataFrame, columns: Iterable[tuple[str, str, object]], hide_constant: bool = True,
+             pad: bool = False, right: set[str] | None = None) -> list[str]:
     """(column, header, formatter) -> markdown lines. As llama-bench does, a column whose value never changes
-    (over two rows or more) is left out of the table and stated once above it."""
+    (over two rows or more) is left out of the table and stated once above it (`hide_constant`). Numeric
+    columns (or those in `right`) are right-aligned; `pad` pads cells to the column width for a terminal."""
     columns = [c for c in columns if c[0] in df]
     fixed = []
     if hide_constant and len(df) > 1:
@@ -28,11 +30,20 @@ def md_table(df: pd.DataFrame, columns: Iterable[tuple[str, str, object]], hide_
     if fixed:
         first = df.iloc[0]
         lines += ["All rows: " + ", ".join(f"{h} {_cell(f(first[c]) if f else first[c])}" for c, h, f in fixed), ""]
-    lines += ["| " + " | ".join(h for _, h, _ in columns) + " |",
-              "| " + " | ".join("---:" if df[c].dtype.kind in "fi" else "---" for c, _, _ in columns) + " |"]
-    for rec in df.to_dict("records"):
-        lines.append("| " + " | ".join(_cell(f(rec[c]) if f else rec[c]) for c, _, f in columns) + " |")
-    return lines
+    heads = [h for _, h, _ in columns]
+    rows = [[_cell(f(rec[c]) if f else rec[c]) for c, _, f in columns] for rec in df.to_dict("records")]
+    aligned = [c in right if right is not None else df[c].dtype.kind in "fi" for c, _, _ in columns]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if pad else 4 if r else 3
+              for i, (h, r) in enumerate(zip(heads, aligned, strict=True))]
+
+    def line(cells: list[str]) -> str:
+        if not pad:
+            return "| " + " | ".join(cells) + " |"
+        padded = (c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, aligned, strict=True))
+        return "| " + " | ".join(padded) + " |"
+
+    sep = ["-" * (w - 1) + ":" if r else "-" * w for w, r in zip(widths, aligned, strict=True)]
+    return lines + [line(heads), line(sep)] + [line(r) for r in rows]
 
 
 def render_markdown(data: ReportData, title: str = "tritbench report") -> str:

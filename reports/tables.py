@@ -15,20 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tritbench.plugin import GENERATION_KINDS, KERNEL_KINDS, format_info
+from tritbench.reports.units import si
 from tritbench.results.records import read_records
 
-LLM_KINDS = ("pp", "tg", "pg")
-KERNEL_KINDS = ("gemv", "gemm")
-# The baseline a format is compared with: the first of these present among a group's cases.
-BASELINES = ("f16", "fp16", "fp32")
 ENERGY_KINDS = ("measured", "estimated", "unavailable")
-GROUP = ["machine", "backend", "model", "test", "n_threads"]
-
-
-def is_ternary(fmt: str) -> bool:
-    """1.58-bit formats: llama.cpp's TQ*, the onnx ternary kernels, bitnet.cpp's I2_S/TL*."""
-    f = str(fmt).lower()
-    return f.startswith(("tq", "tern", "tl")) or f == "i2_s"
+# Cases that differ only in format: a speed-up compares a format with its baseline inside such a group.
+GROUP = ["machine", "backend", "model", "test", "n_threads", "setting"]
 
 
 def energy_provenance(source: Any) -> tuple[str, str]:
@@ -150,14 +143,20 @@ def _common(df: pd.DataFrame) -> pd.DataFrame:
     out["test"] = _col(df, "workload.name", "?").fillna("?").astype(str)
     out["kind"] = _col(df, "workload.kind", "?").fillna("?").astype(str)
     out["n_threads"] = _num(df, "settings.n_threads").astype("Int64")
+    out["setting"] = _setting(df)
+    out["n_params"] = _num(df, "model.n_params")
+    out["ternary"], out["baseline"] = _format_facts(df, out["format"])
     out["tokens_per_s"] = _num(df, "metrics.tokens_per_s.median")
+    out["tokens_per_s_mean"] = _num(df, "metrics.tokens_per_s.mean")
+    out["tokens_per_s_sd"] = _num(df, "metrics.tokens_per_s.sd")
+    out["unstable"] = _col(df, "metrics.tokens_per_s.unstable", False).fillna(False).astype(bool)
+    out["peak_rss_bytes"] = _num(df, "metrics.peak_rss_bytes")
     out["tokens_per_s_q1"] = _num(df, "metrics.tokens_per_s.q1")
     out["tokens_per_s_q3"] = _num(df, "metrics.tokens_per_s.q3")
     out["bytes_per_token"] = _num(df, "cost.bytes_per_token")
     out["bandwidth_gbps"] = _num(df, "cost.bandwidth_gbps")
     out["roofline_tokens_per_s"] = _num(df, "cost.roofline_tokens_per_s")
     out["pct_of_roofline"] = _num(df, "cost.pct_of_roofline")
-    out["peak_rss_bytes"] = _num(df, "metrics.peak_rss_bytes")
     kinds = [energy_provenance(s) for s in _col(df, "metrics.energy.source", None)]
     out["energy_kind"] = [k for k, _ in kinds]
     out["energy_detail"] = [d for _, d in kinds]
@@ -168,36 +167,60 @@ def _common(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _setting(df: pd.DataFrame) -> pd.Series:
+    """What a case asked for besides its format (thread count, backend options, cache mode), as one key."""
+    requested = [c for c in df.columns if c.startswith("settings.requested.")]
+    parts = df[requested + [c for c in ("settings.cache",) if c in df]].astype(str) if len(df) else pd.DataFrame()
+    return parts.apply(lambda row: "|".join(f"{k}={v}" for k, v in row.items()), axis=1) if len(parts.columns) \
+        else pd.Series("", index=df.index)
+
+
+def _format_facts(df: pd.DataFrame, formats: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(ternary, baseline) of each case's format: as its record says (the backend that ran it declared them),
+    else as the installed backends declare that format."""
+    declared = {f: format_info(f) for f in formats.unique()}
+    ternary = _col(df, "model.ternary", None)
+    ternary = ternary.where(ternary.notna(), formats.map(lambda f: bool(declared[f] and declared[f].ternary)))
+    baseline = _col(df, "model.baseline", None)
+    known = "model.ternary" in df  # a record that carries the facts: a missing baseline means "is one"
+    fallback = formats.map(lambda f: declared[f].baseline if declared[f] else None)
+    if known:
+        fallback = fallback.where(_col(df, "model.ternary", None).isna(), None)
+    baseline = baseline.where(baseline.notna(), fallback)
+    return ternary.astype(bool), baseline.astype(object).where(baseline.notna(), None)
+
+
 def _speedup(out: pd.DataFrame, value: str, higher_is_better: bool = True) -> pd.Series:
-    """value over the group's baseline format (f16, else fp32) on the same machine, backend, model and test."""
+    """`value` over that of the case's baseline format in its group (same machine, backend, model, test,
+    threads and settings); a baseline's own cases are 1.0. NaN where the group has no baseline case."""
     result = pd.Series(np.nan, index=out.index)
     for _, g in out.groupby(GROUP, dropna=False, sort=False):
-        fmts = g["format"].str.lower()
-        base_fmt = next((b for b in BASELINES if (fmts == b).any()), None)
-        if base_fmt is None:
-            continue
-        base = g.loc[fmts == base_fmt, value].median()
-        if not base or math.isnan(base):
-            continue
-        result.loc[g.index] = g[value] / base if higher_is_better else base / g[value]
+        by_format = g.groupby("format")[value].median()
+        for i, row in g.iterrows():
+            base_fmt = row["baseline"] or row["format"]
+            base = by_format.get(base_fmt)
+            if base is None or not base or math.isnan(base) or math.isnan(row[value]):
+                continue
+            result.loc[i] = row[value] / base if higher_is_better else base / row[value]
     return result
 
 
-def format_rank(fmt: str) -> int:
-    """Baselines first, then 4-bit, then 1.58-bit, then anything else: the order charts and tables use."""
-    order = ("f16", "fp16", "fp32", "q8_0", "q4_0", "nbits2", "tq2_0", "tern2", "tq1_0")
-    f = str(fmt).lower()
-    return order.index(f) if f in order else len(order)
+def format_rank(row: Mapping[str, Any]) -> tuple:
+    """Baselines first, then the other formats by falling bits per weight, 1.58-bit last: the order charts and
+    tables use."""
+    bits = row.get("bits_per_weight")
+    bits = -float(bits) if bits is not None and not (isinstance(bits, float) and math.isnan(bits)) else 0.0
+    return (0 if not row.get("baseline") else 2 if row.get("ternary") else 1, bits)
 
 
 def _ordered(out: pd.DataFrame) -> pd.DataFrame:
-    rank = out["format"].map(format_rank)
+    rank = pd.Series([format_rank(r) for r in out.to_dict("records")], index=out.index, dtype=object)
     return out.assign(_rank=rank).sort_values(["machine", "backend", "model", "kind", "test", "_rank", "format"],
                                               kind="stable").drop(columns="_rank")
 
 
 def _llm_cases(df: pd.DataFrame) -> pd.DataFrame:
-    sub = df[_col(df, "workload.kind").isin(LLM_KINDS)]
+    sub = df[_col(df, "workload.kind").isin(GENERATION_KINDS)]
     out = _common(sub)
     out["prompt_tokens_per_s"] = _num(sub, "metrics.prompt_tokens_per_s.median")
     out["gen_tokens_per_s"] = _num(sub, "metrics.gen_tokens_per_s.median")
@@ -215,6 +238,8 @@ def _kernel_cases(df: pd.DataFrame) -> pd.DataFrame:
     out = _common(sub)
     out["cache"] = _col(sub, "settings.cache", "").fillna("").astype(str)
     out["latency_ms"] = _num(sub, "metrics.latency_ms.median")
+    out["latency_iqr"] = _num(sub, "metrics.latency_ms.iqr")
+    out["latency_unstable"] = _col(sub, "metrics.latency_ms.unstable", False).fillna(False).astype(bool)
     out["weight_gbps"] = _num(sub, "metrics.weight_gbps.median")
     out["read_gbps"] = _num(sub, "metrics.read_bandwidth.gbps")
     out["pct_of_bandwidth"] = 100 * _num(sub, "metrics.bandwidth_fraction")
@@ -223,16 +248,19 @@ def _kernel_cases(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def headline(cases: pd.DataFrame) -> pd.DataFrame:
-    """Per machine, backend, model and test: f16 against the fastest 1.58-bit format."""
+    """Per machine, backend, model, test and settings: the baseline (f16) against the fastest 1.58-bit format."""
     rows = []
     if not len(cases):
         return pd.DataFrame()
     for key, g in cases.groupby(GROUP, dropna=False, sort=True):
-        fmts = g["format"].str.lower()
-        base, tern = g[fmts == "f16"], g[fmts.map(is_ternary)]
-        if not len(base) or not len(tern) or tern["tokens_per_s"].isna().all():
+        tern = g[g["ternary"]]
+        if not len(tern) or tern["tokens_per_s"].isna().all():
             continue
-        b, t = base.iloc[0], tern.loc[tern["tokens_per_s"].idxmax()]
+        t = tern.loc[tern["tokens_per_s"].idxmax()]
+        base = g[g["format"] == t["baseline"]]
+        if not len(base):
+            continue
+        b = base.iloc[0]
         rows.append({
             **dict(zip(GROUP, key, strict=True)), "kind": b["kind"],
             "f16_tokens_per_s": b["tokens_per_s"], "ternary_format": t["format"],
@@ -299,22 +327,3 @@ def _projections(table, bandwidths: Mapping[str, Mapping[str, Any]]) -> pd.DataF
             row[f"roofline_tokens_per_s @ {label}"] = tps
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def si(value: Any, unit: str) -> str:
-    """1.5e9, 'B' -> '1.5 GB'; '—' for None/NaN."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)) or value is pd.NA:
-        return "—"
-    value = float(value)
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
-                           (1e-9, "n"), (1e-12, "p")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
-
-
-def fmt(value: Any, spec: str = "{:,.1f}", suffix: str = "") -> str:
-    """A number with `spec`, '—' when missing."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return spec.format(value) + suffix

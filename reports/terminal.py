@@ -1,4 +1,8 @@
-"""Printers over result records: a llama-bench-like markdown table, CSV, JSON and JSONL."""
+"""What `bench run` prints at the end: a llama-bench-like table (md), CSV, JSON or JSONL of its records.
+
+The table's rows and speed-ups are the reports' own (tritbench.reports.tables): a case against its
+baseline format (f16, fp32) of the same backend, model, workload and settings; rows stay in plan order.
+"""
 
 from __future__ import annotations
 
@@ -7,154 +11,62 @@ import json
 
 import pandas as pd
 
+from tritbench.reports.markdown import md_table
+from tritbench.reports.tables import from_records
+from tritbench.reports.units import count, fmt, iec
+from tritbench.results.records import Record
+
 SAMPLE_KEYS = ("samples",)
 
 
-def _size(n: float | None) -> str:
-    if n is None:
-        return ""
-    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= div:
-            return f"{n / div:.2f} {unit}"
-    return f"{n} B"
+def _spread(center: float, spread: float, unstable: bool, spec: str) -> str:
+    return f"{spec.format(center)} ± {spec.format(spread)}" + (" (unstable)" if unstable else "")
 
 
-def _params(n: float | None) -> str:
-    if not n:
-        return ""
-    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= div:
-            return f"{n / div:.2f} {unit}"
-    return str(n)
+def _in_plan_order(df: pd.DataFrame, records: list[Record]) -> pd.DataFrame:
+    order = {r.case_id: i for i, r in enumerate(records)}
+    return df.assign(_order=df["case_id"].map(order)).sort_values("_order", kind="stable")
 
 
-def _baseline_key(rec: dict) -> tuple:
-    s = rec.get("settings", {})
-    return (
-        rec["backend"]["name"],
-        rec["model"].get("name"),
-        rec["workload"]["name"],
-        s.get("n_threads"),
-        json.dumps({k: v for k, v in s.get("requested", {}).items()}, sort_keys=True, default=str),
-    )
+def _versus(df: pd.DataFrame) -> str:
+    """The speed-up column's header: 'vs f16' when every row compares with one format."""
+    bases = set(df["baseline"].dropna())
+    return f"vs {bases.pop()}" if len(bases) == 1 else "vs baseline"
 
 
-def speedups_over_f16(records: list[dict]) -> dict[int, float]:
-    """Index -> tokens/s ratio over the F16 record of the same backend, model, test and settings."""
-    f16 = {
-        _baseline_key(r): r["metrics"]["tokens_per_s"]["median"]
-        for r in records
-        if r["status"] == "ok" and r["model"].get("format") == "f16"
-    }
-    out = {}
-    for i, r in enumerate(records):
-        base = f16.get(_baseline_key(r)) if r["status"] == "ok" else None
-        if base:
-            out[i] = r["metrics"]["tokens_per_s"]["median"] / base
-    return out
-
-
-def _is_kernel(rec: dict) -> bool:
-    return rec["workload"]["kind"] in ("gemv", "gemm")
-
-
-def _kernel_key(rec: dict) -> tuple:
-    s = rec.get("settings", {})
-    return (rec["backend"]["name"], rec["workload"]["name"], s.get("n_threads"), s.get("cache"))
-
-
-def kernel_speedups(records: list[dict], baseline: str = "fp32") -> dict[int, float]:
-    """Index -> latency ratio of the `baseline` format of the same backend, test, threads and cache
-    over this record (above 1: faster than the baseline)."""
-    base = {
-        _kernel_key(r): r["metrics"]["latency_ms"]["median"]
-        for r in records
-        if r["status"] == "ok" and _is_kernel(r) and r["model"].get("format") == baseline
-    }
-    return {
-        i: base[_kernel_key(r)] / r["metrics"]["latency_ms"]["median"]
-        for i, r in enumerate(records)
-        if r["status"] == "ok" and _is_kernel(r) and _kernel_key(r) in base
-    }
-
-
-def kernel_rows(records: list[dict]) -> list[dict]:
-    """Kernel cases: latency, weight GB/s, share of the probed read bandwidth, speed-up over FP32."""
-    ups = kernel_speedups(records)
-    rows = []
-    for i, r in enumerate(records):
-        if not _is_kernel(r):
-            continue
-        m, ok = r.get("metrics", {}), r["status"] == "ok"
-        lat = m.get("latency_ms", {})
-        frac = m.get("bandwidth_fraction")
-        rows.append({
-            "backend": r["backend"]["name"],
-            "format": r["model"].get("format", ""),
-            "bits/w": f"{r['model']['bits_per_weight']:.2f}" if r["model"].get("bits_per_weight") else "",
-            "threads": str(r.get("settings", {}).get("n_threads", "")),
-            "cache": str(r.get("settings", {}).get("cache", "")),
-            "test": r["workload"]["name"],
-            "latency ms": (f"{lat['median']:.4f} ± {lat['iqr']:.4f}" + (" (unstable)" if lat["unstable"] else ""))
-            if ok else "failed",
-            "GB/s": f"{m['weight_gbps']['median']:.2f}" if ok else "",
-            "% read bw": f"{100 * frac:.0f} %" if ok and frac is not None else "",
-            "vs fp32": f"{ups[i]:.2f}x" if i in ups else "",
-        })
-    return rows
-
-
-def table_rows(records: list[dict]) -> list[dict]:
-    """The terminal table's rows: llama-bench's columns plus peak memory and speed-up over F16."""
-    ups = speedups_over_f16(records)
-    rows = []
-    for i, r in enumerate(records):
-        if _is_kernel(r):
-            continue
-        m = r.get("metrics", {})
-        tps = m.get("tokens_per_s")
-        if r["status"] == "ok":
-            cell = f"{tps['mean']:.2f} ± {tps['sd']:.2f}" + (" (unstable)" if tps["unstable"] else "")
-        else:
-            cell = "failed"
-        rows.append({
-            "model": r["model"].get("name", ""),
-            "format": r["model"].get("format", ""),
-            "size": _size(r["model"].get("file_bytes")),
-            "params": _params(r["model"].get("n_params")),
-            "backend": r["backend"]["name"],
-            "threads": str(r.get("settings", {}).get("n_threads", "")),
-            "test": r["workload"]["name"],
-            "t/s": cell,
-            "peak RSS": _size(m.get("peak_rss_bytes")),
-            "vs f16": f"{ups[i]:.2f}x" if i in ups else "",
-        })
-    return rows
-
-
-def _markdown_table(rows: list[dict], left: set[str]) -> list[str]:
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
-
-    def line(vals: dict) -> str:
-        cells = [vals[c].ljust(widths[c]) if c in left else vals[c].rjust(widths[c]) for c in cols]
-        return "| " + " | ".join(cells) + " |"
-
-    sep = "| " + " | ".join("-" * widths[c] if c in left else "-" * (widths[c] - 1) + ":" for c in cols) + " |"
-    return [line({c: c for c in cols}), sep] + [line(r) for r in rows]
-
-
-def to_markdown(records: list[dict]) -> str:
+def to_markdown(records: list[Record]) -> str:
     if not records:
         return "no results\n"
+    data = from_records([r.to_dict() for r in records])
     out: list[str] = []
-    llm, kernel = table_rows(records), kernel_rows(records)
-    if llm:
-        out += _markdown_table(llm, {"model", "format", "backend", "test"})
-    if kernel:
-        out += ([""] if out else []) + _markdown_table(kernel, {"backend", "format", "cache", "test"})
-    failures = [f"- {r['model'].get('name')} {r['model'].get('format')} {r['workload']['name']}: {r['error']}"
-                for r in records if r["status"] != "ok"]
+    if len(data.cases):
+        # t/s as mean ± sd, llama-bench's convention; the speed-up compares medians
+        cases = _in_plan_order(data.cases, records)
+        cases["t/s"] = [_spread(m, sd, u, "{:.2f}") for m, sd, u in
+                        zip(cases["tokens_per_s_mean"], cases["tokens_per_s_sd"], cases["unstable"], strict=True)]
+        out += md_table(cases, [
+            ("model", "model", None), ("format", "format", None), ("file_bytes", "size", iec),
+            ("n_params", "params", count), ("backend", "backend", None), ("n_threads", "threads", None),
+            ("test", "test", None), ("t/s", "t/s", None), ("peak_rss_bytes", "peak RSS", iec),
+            ("speedup", _versus(cases), lambda v: fmt(v, "{:.2f}", "x")),
+        ], hide_constant=False, pad=True, right={"file_bytes", "n_params", "n_threads", "t/s", "peak_rss_bytes",
+                                                 "speedup"})
+    if len(data.kernels):
+        kernels = _in_plan_order(data.kernels, records)
+        kernels["latency"] = [_spread(m, iqr, u, "{:.4f}") for m, iqr, u in
+                              zip(kernels["latency_ms"], kernels["latency_iqr"], kernels["latency_unstable"],
+                                  strict=True)]
+        out += ([""] if out else []) + md_table(kernels, [
+            ("backend", "backend", None), ("format", "format", None),
+            ("bits_per_weight", "bits/w", lambda v: fmt(v, "{:.2f}")), ("n_threads", "threads", None),
+            ("cache", "cache", None), ("test", "test", None), ("latency", "latency ms", None),
+            ("weight_gbps", "GB/s", lambda v: fmt(v, "{:.2f}")),
+            ("pct_of_bandwidth", "% read bw", lambda v: fmt(v, "{:.0f}", " %")),
+            ("speedup", _versus(kernels), lambda v: fmt(v, "{:.2f}", "x")),
+        ], hide_constant=False, pad=True, right={"bits_per_weight", "n_threads", "latency", "weight_gbps",
+                                                 "pct_of_bandwidth", "speedup"})
+    failures = [f"- {r.model.get('name')} {r.model.get('format')} {r.workload['name']}: {r.error}"
+                for r in records if r.status != "ok"]
     if failures:
         out += ["", "failed cases:"] + failures
     return "\n".join(out) + "\n"
@@ -166,24 +78,24 @@ def _without_samples(obj):
     return obj
 
 
-def to_csv(records: list[dict]) -> str:
+def to_csv(records: list[Record]) -> str:
     """One row per case; raw samples and nested lists are left out (they are in the JSON)."""
     if not records:
         return ""
-    df = pd.json_normalize([_without_samples(r) for r in records], sep=".")
+    df = pd.json_normalize([_without_samples(r.to_dict()) for r in records], sep=".")
     df = df[[c for c in df.columns if not df[c].map(lambda v: isinstance(v, (list, dict))).any()]]
     buf = io.StringIO()
     df.to_csv(buf, index=False)
     return buf.getvalue()
 
 
-def render(records: list[dict], fmt: str) -> str:
+def render(records: list[Record], fmt: str) -> str:
     if fmt == "md":
         return to_markdown(records)
     if fmt == "csv":
         return to_csv(records)
     if fmt == "json":
-        return json.dumps(records, indent=2) + "\n"
+        return json.dumps([r.to_dict() for r in records], indent=2) + "\n"
     if fmt == "jsonl":
-        return "".join(json.dumps(r) + "\n" for r in records)
+        return "".join(json.dumps(r.to_dict()) + "\n" for r in records)
     raise ValueError(f"unknown output format {fmt}")

@@ -8,12 +8,13 @@ import os
 import sys
 import time
 
-from tritbench.plugin import Option
+from tritbench.plugin import FormatInfo, Option
 
 
 class _Session:
     n_vocab = 100
     bos_token = 1
+    weights_mapped = None
 
     def __init__(self, step_s: float, abort_on_decode: bool):
         self.step_s, self.abort = step_s, abort_on_decode
@@ -51,14 +52,18 @@ class _Session:
     def counters(self):
         return {"n_prompt": max(self.n_prompt, 1), "n_gen": max(self.n_gen, 1), "prompt_ms": None, "gen_ms": None}
 
+    def check_counters(self, n_prompt, n_gen, counters):
+        return None
+
     def close(self):
         pass
 
 
 class AbortingBackend:
     name = "aborting"
-    formats = ("f16", "q8_0", "q4_0", "tq1_0", "tq2_0")
+    formats = {f: FormatInfo() for f in ("f16", "q8_0", "q4_0", "tq1_0", "tq2_0")}
     workload_kinds = ("pp", "tg", "pg")
+    libraries = ()
     options: dict[str, Option] = {}
 
     def info(self):

@@ -59,7 +59,7 @@ def test_bad_model_files(case, bad_files, tb_home, tmp_path):
         (["--opt", "n_batch"], "--opt takes NAME=VALUE"),
         (["--opt", "nbatch=3"], "unknown option 'nbatch'"),
         (["-o", "xml"], "unknown output format 'xml'"),
-        (["-p", "0", "-n", "0"], "no test to run"),
+        (["-p", "0", "-n", "0"], "no workload to run"),
     ],
 )
 def test_bad_arguments(args, fragment, tb_home, tmp_path):

@@ -107,4 +107,4 @@ def test_numpy_kernels_through_bench_run(tb_home, tmp_path):
 
 def test_backend_without_the_requested_tests_is_an_error(tb_home):
     proc = run_bench(["run", "-b", "numpy", "-f", "fp32"], tb_home)  # default tests are pp/tg
-    assert proc.returncode == 2 and "no selected backend runs pp tests" in proc.stderr
+    assert proc.returncode == 2 and "no selected backend runs pp workloads" in proc.stderr

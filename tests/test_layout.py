@@ -26,11 +26,11 @@ BOTTOM = {"errors", "machine", "plugin", "measure", "models"}
 ALLOWED = {
     "cli": {"execute", "reports", "analysis", "plan", "results", "costmodel", *BOTTOM},
     "execute": {"analysis", "plan", "results", *BOTTOM},
-    "reports": {"analysis", "results", "costmodel", "errors"},
+    "reports": {"analysis", "results", "costmodel", "plugin", "errors"},
     "analysis": {"plan", "results", "measure", "plugin", "errors"},
     "plan": {"plugin", "machine", "models", "errors", "measure"},
     "results": {"errors"},
-    "costmodel": {"models"},
+    "costmodel": {"models", "plugin"},
     "measure": {"machine", "errors"},
     "plugin": {"errors"},
     "machine": set(),

@@ -19,11 +19,19 @@ def test_presets_are_the_promised_sizes() -> None:
         assert abs(spec.n_params() / NOMINAL_PARAMS[name] - 1) <= 0.10, name
 
 
+def test_linear_layers_by_hand() -> None:
+    tiny = get_preset("tiny")  # hidden 256, ffn 512, 4 heads, 2 KV heads: head_dim 64, kv_dim 128
+    assert {k: (v.in_features, v.out_features) for k, v in tiny.linear_layers().items()} == {
+        "attn_q": (256, 256), "attn_k": (256, 128), "attn_v": (256, 128), "attn_output": (256, 256),
+        "ffn_gate": (256, 512), "ffn_up": (256, 512), "ffn_down": (512, 256)}
+    assert tiny.linear_layers()["attn_k"].rows_cols == (128, 256)  # as the GGUF file stores it
+
+
 def test_preset_arches_and_dims() -> None:
     assert get_preset("tiny-bitnet").arch == "bitnet"
     assert all(spec.arch == "llama" for name, spec in PRESETS.items() if name != "tiny-bitnet")
     for spec in PRESETS.values():
-        for out_features, in_features in spec.linear_shapes().values():
+        for in_features, out_features in spec.linear_layers().values():
             assert out_features % 256 == 0 or out_features == spec.kv_dim
             assert in_features % 256 == 0
     big = get_preset("3b")

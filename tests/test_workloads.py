@@ -42,5 +42,5 @@ def test_llm_workloads_like_llama_bench():
 def test_negative_and_empty_are_errors():
     with pytest.raises(ConfigError, match="n_prompt must be >= 0"):
         llm_workloads([-5], [64], [], [0])
-    with pytest.raises(ConfigError, match="no test"):
+    with pytest.raises(ConfigError, match="no workload"):
         llm_workloads([0], [0], [], [0])

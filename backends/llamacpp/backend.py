@@ -10,7 +10,7 @@ import ctypes
 import os
 from typing import ClassVar
 
-from tritbench.plugin import Option
+from tritbench.plugin import FormatInfo, Option
 
 # ggml log levels (ggml.h): only warnings and errors reach the child's stderr log.
 _LOG_WARN = 3
@@ -52,8 +52,16 @@ def _lib_string(lib_name: str, symbol: str) -> str | None:
 
 class LlamaCppBackend:
     name: ClassVar[str] = "llamacpp"
-    formats: ClassVar[tuple[str, ...]] = ("f16", "q8_0", "q4_0", "tq1_0", "tq2_0")
+    # GGML types: bits per weight from gguf's block sizes; speed-ups are over F16 of the same model.
+    formats: ClassVar[dict[str, FormatInfo]] = {
+        "f16": FormatInfo(ggml_type="F16"),
+        "q8_0": FormatInfo(ggml_type="Q8_0", baseline="f16"),
+        "q4_0": FormatInfo(ggml_type="Q4_0", baseline="f16"),
+        "tq1_0": FormatInfo(ternary=True, ggml_type="TQ1_0", baseline="f16"),
+        "tq2_0": FormatInfo(ternary=True, ggml_type="TQ2_0", baseline="f16"),
+    }
     workload_kinds: ClassVar[tuple[str, ...]] = ("pp", "tg", "pg")
+    libraries: ClassVar[tuple[str, ...]] = ("llama-cpp-python",)
     # llama-bench's defaults, except that every value is set explicitly and recorded.
     options: ClassVar[dict[str, Option]] = {
         "n_batch": Option(int, 2048, "logical batch: most tokens per llama_decode call"),
@@ -112,6 +120,7 @@ class LlamaCppSession:
         bos = llama_cpp.llama_vocab_bos(vocab)
         self.bos_token = bos if bos >= 0 else None
         self.n_batch = llama_cpp.llama_n_batch(self.ctx)
+        self.weights_mapped = self._load_mode == llama_cpp.LLAMA_LOAD_MODE_MMAP
 
     def effective_settings(self) -> dict:
         lib, ctx = self._l, self.ctx
@@ -157,6 +166,17 @@ class LlamaCppSession:
             "prompt_ms": float(perf.t_p_eval_ms),
             "gen_ms": float(perf.t_eval_ms),
         }
+
+    def check_counters(self, n_prompt: int, n_gen: int, counters: dict) -> str | None:
+        """llama.cpp counts a batch of one token as generation and anything larger as prompt, and reports a
+        zero count as 1 (it clamps)."""
+        sizes = [min(self.n_batch, n_prompt - s) for s in range(0, n_prompt, self.n_batch)]
+        want = {"n_prompt": sum(s for s in sizes if s > 1), "n_gen": sum(1 for s in sizes if s == 1) + n_gen}
+        for key, n in want.items():
+            got = counters.get(key)
+            if got is not None and got != max(n, 1) and not (n == 0 and got in (0, 1)):
+                return f"backend counted {key}={got} but the workload asked for {n}"
+        return None
 
     def close(self) -> None:
         if self.ctx:

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from tritbench.models.matrices import ternary_matrix
-from tritbench.plugin import MAX_WEIGHT_COPIES, Option
+from tritbench.plugin import MAX_WEIGHT_COPIES, FormatInfo, Option
 
 
 class NumpyKernelSession:
@@ -37,8 +37,9 @@ class NumpyKernelSession:
 
 class NumpyBackend:
     name: ClassVar[str] = "numpy"
-    formats: ClassVar[tuple[str, ...]] = ("fp32",)
+    formats: ClassVar[dict[str, FormatInfo]] = {"fp32": FormatInfo(bits=32.0)}
     workload_kinds: ClassVar[tuple[str, ...]] = ("gemv", "gemm")
+    libraries: ClassVar[tuple[str, ...]] = ("numpy",)
     options: ClassVar[dict[str, Option]] = {}
 
     def info(self) -> dict:

@@ -12,10 +12,21 @@ from typing import ClassVar
 import numpy as np
 
 from tritbench.models.matrices import ternary_matrix
-from tritbench.plugin import MAX_WEIGHT_COPIES, Option
+from tritbench.plugin import MAX_WEIGHT_COPIES, FormatInfo, Option
 
-TERNARY = ("tern2", "tern1.67")
-BASELINES = ("fp32", "fp16", "nbits4", "nbits2", "int8")
+# Speed-ups are over onnxruntime's FP32 MatMul on the same weights. Bits per weight of the MatMulNBits and
+# int8 formats depend on the block size and the layer; records carry the bytes each layer stored.
+FORMATS = {
+    "tern2": FormatInfo(ternary=True, baseline="fp32", bits=2.0),
+    "tern1.67": FormatInfo(ternary=True, baseline="fp32", bits=5 / 3),
+    "fp32": FormatInfo(bits=32.0),
+    "fp16": FormatInfo(baseline="fp32", bits=16.0),
+    "nbits4": FormatInfo(baseline="fp32"),
+    "nbits2": FormatInfo(baseline="fp32"),
+    "int8": FormatInfo(baseline="fp32"),
+}
+TERNARY = tuple(f for f, info in FORMATS.items() if info.ternary)
+BASELINES = tuple(f for f, info in FORMATS.items() if not info.ternary)
 
 
 def _model(fmt: str, t: np.ndarray, scale: float, M: int, options: dict):
@@ -90,8 +101,9 @@ class OnnxKernelSession:
 
 class OnnxBackend:
     name: ClassVar[str] = "onnx"
-    formats: ClassVar[tuple[str, ...]] = TERNARY + BASELINES
+    formats: ClassVar[dict[str, FormatInfo]] = FORMATS
     workload_kinds: ClassVar[tuple[str, ...]] = ("gemv", "gemm")
+    libraries: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnx")
     options: ClassVar[dict[str, Option]] = {
         "accuracy_level": Option(int, 4, "MatMulNBits accuracy_level (4: int8 activations, its fast path)"),
         "nbits_block": Option(int, 32, "MatMulNBits block size"),

@@ -16,6 +16,7 @@ from rich.table import Table
 from tritbench.cli.console import err, stdout
 from tritbench.costmodel.errors import CostModelError
 from tritbench.errors import ConfigError, read_user_text
+from tritbench.reports.units import fmt, si
 
 _FLAGS = ("hidden", "layers", "ffn", "ffn_mats", "heads", "kv_heads", "head_dim", "vocab", "seq")
 
@@ -182,19 +183,6 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _si(value: float | None, unit: str) -> str:
-    if value is None:
-        return "—"
-    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
-
-
-def _num(value: float | None, fmt: str = "{:.3g}") -> str:
-    return "—" if value is None else fmt.format(value)
-
-
 def render(report: dict, console: Console) -> None:
     """Print the report as rich tables laid out for 120 columns."""
     a, p = report["arch"], report["paper"]
@@ -204,12 +192,12 @@ def render(report: dict, console: Console) -> None:
     console.print(
         f"[bold]{a['name']}[/] ({a['source']}): hidden {a['hidden']}, {a['layers']} layers, ffn {a['ffn']} x"
         f"{a['ffn_mats']}, heads {a['heads']}/{a['kv_heads']} x {a['head_dim']}, vocab {a['vocab']}, seq {a['seq']}, "
-        f"{_si(a['n_params'], '').strip()} params"
+        f"{si(a['n_params'], '').strip()} params"
     )
     console.print(f"energy table {report['node']}; zero weights {zeros} ({sp['source']})")
     console.print(
-        f"BitNet papers' model, arithmetic of one {p['seq']}-token sequence: FP16 {_si(p['fp16_joules'], 'J')}, "
-        f"ternary {_si(p['ternary_joules'], 'J')}, {p['ratio']:.1f}x; per operation {report['per_op_ratio']:.1f}x"
+        f"BitNet papers' model, arithmetic of one {p['seq']}-token sequence: FP16 {si(p['fp16_joules'], 'J')}, "
+        f"ternary {si(p['ternary_joules'], 'J')}, {p['ratio']:.1f}x; per operation {report['per_op_ratio']:.1f}x"
     )
     bw_label = {k: f"t/s {k}\n@{v:.3g} GB/s" if v else f"t/s {k}\n(none)" for k, v in bw.items()}
     console.print(_format_table(report["formats"], bw_label, f"Per format, per token at depth {a['seq']}"))
@@ -240,9 +228,9 @@ def _format_table(rows: list[dict], bw_label: dict[str, str], title: str, by_siz
         cells.append(r["format"])
         if not by_size:
             cells.append(f"{r['bits_per_weight']:g}")
-        cells += [_si(r["memory_bytes"], "B"), _si(r["bytes_per_token"], "B")]
-        cells += [_num(r["roofline_tokens_per_s"][k], "{:,.1f}") for k in bw_label]
-        cells += [_si(r["paper_j_per_token"], "J"), _si(r["arith_j_per_token"], "J"), _si(r["total_j_per_token"], "J")]
+        cells += [si(r["memory_bytes"], "B"), si(r["bytes_per_token"], "B")]
+        cells += [fmt(r["roofline_tokens_per_s"][k], "{:,.1f}") for k in bw_label]
+        cells += [si(r["paper_j_per_token"], "J"), si(r["arith_j_per_token"], "J"), si(r["total_j_per_token"], "J")]
         cells += [f"{r['arith_vs_fp16']:.1f}", f"{r['total_vs_fp16']:.1f}"]
         last_of_size = by_size and (i + 1 == len(rows) or rows[i + 1]["size"] != r["size"])
         t.add_row(*cells, end_section=last_of_size)
@@ -258,8 +246,8 @@ def _measured_table(rows: list[dict]) -> Table:
     for r in rows:
         t.add_row(
             str(r["backend"] or "—"), str(r["model"]), str(r["format"]), str(r["test"]),
-            _num(r["tokens_per_s"], "{:,.1f}"),
-            _num(r["roofline_tokens_per_s"], "{:,.1f}"), _num(r["pct_of_roofline"], "{:.1f} %"),
-            _si(r["modelled_j_per_token"], "J"), _si(r["measured_j_per_token"], "J"), r["note"] or "",
+            fmt(r["tokens_per_s"], "{:,.1f}"),
+            fmt(r["roofline_tokens_per_s"], "{:,.1f}"), fmt(r["pct_of_roofline"], "{:.1f} %"),
+            si(r["modelled_j_per_token"], "J"), si(r["measured_j_per_token"], "J"), r["note"] or "",
         )
     return t

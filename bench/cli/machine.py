@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from tritbench import machine as fingerprinting
+from tritbench import plugin
 from tritbench.cli.console import err, stdout
 
 
@@ -21,7 +22,8 @@ def machine(
     from tritbench.measure.bandwidth import read_bandwidth
     from tritbench.measure.energy import probe_meters
 
-    info = {"machine": fingerprinting.fingerprint(), "state": fingerprinting.state(),
+    libraries = plugin.libraries_of(sorted(plugin.available()))
+    info = {"machine": fingerprinting.fingerprint(libraries=libraries), "state": fingerprinting.state(),
             "energy": {p.kind: p.to_dict() for p in probe_meters()}}
     if not no_bandwidth:
         cores = fingerprinting.physical_cores()

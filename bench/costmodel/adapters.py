@@ -62,6 +62,6 @@ def preset_zero_fraction(spec) -> float:
     exactly as tritbench.models.synth writes it (every linear tensor is drawn the same way)."""
     from tritbench.models.synth import TensorPlan, make_tensor
 
-    plan = TensorPlan("blk.0.attn_k.weight", spec.linear_shapes()["attn_k"], "linear")
+    plan = TensorPlan("blk.0.attn_k.weight", spec.linear_layers()["attn_k"].rows_cols, "linear")
     values = make_tensor(spec, plan)
     return float(np.count_nonzero(values == 0) / values.size)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tritbench.costmodel.errors import CostModelError
+from tritbench.models.spec import Linear, linear_layers
 
 # The BitNet papers' energy model is stated for a 512-token input (arXiv 2310.11453, Table 3).
 PAPER_SEQ = 512
@@ -63,24 +64,13 @@ class Arch:
         """Output size of each of the K and V projections (kv_heads x head_dim)."""
         return self.kv_heads * self.head_dim
 
-    def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        """One block's linear layers as {name: (in_features, out_features)}."""
-        h, f = self.hidden, self.ffn
-        shapes = {
-            "attn_q": (h, self.q_dim),
-            "attn_k": (h, self.kv_dim),
-            "attn_v": (h, self.kv_dim),
-            "attn_output": (self.q_dim, h),
-            "ffn_up": (h, f),
-            "ffn_down": (f, h),
-        }
-        if self.ffn_mats == 3:
-            shapes["ffn_gate"] = (h, f)
-        return shapes
+    def linear_layers(self) -> dict[str, Linear]:
+        """One block's linear layers as {name: Linear(in_features, out_features)}."""
+        return linear_layers(self.hidden, self.q_dim, self.kv_dim, self.ffn, gated=self.ffn_mats == 3)
 
     def n_linear_params(self) -> int:
         """Weights in all blocks' linear layers (the tensors that are quantized)."""
-        return self.layers * sum(i * o for i, o in self.linear_shapes().values())
+        return self.layers * sum(i * o for i, o in self.linear_layers().values())
 
     def n_embd_params(self) -> int:
         """Weights in the token embedding (vocab x hidden)."""

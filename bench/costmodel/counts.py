@@ -66,7 +66,7 @@ def sequence_ops(arch: Arch, seq: int | None = None) -> SequenceOps:
     if s < 1:
         raise CostModelError(f"sequence length must be >= 1, got {s}")
     lin_a = lin_m = bit_a = bit_m = 0
-    for n_in, n_out in arch.linear_shapes().values():
+    for n_in, n_out in arch.linear_layers().values():
         full, bit = matmul_ops(s, n_in, n_out), bitlinear_ops(s, n_in, n_out)
         lin_a, lin_m = lin_a + full.adds, lin_m + full.muls
         bit_a, bit_m = bit_a + bit.adds, bit_m + bit.muls
@@ -109,7 +109,7 @@ def token_ops(arch: Arch, ctx: int | None = None) -> TokenOps:
     c = arch.seq if ctx is None else ctx
     if c < 0:
         raise CostModelError(f"context length must be >= 0, got {c}")
-    shapes = arch.linear_shapes().values()
+    shapes = arch.linear_layers().values()
     return TokenOps(
         ctx=c,
         linear_macs=arch.n_linear_params(),

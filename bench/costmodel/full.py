@@ -25,8 +25,8 @@ from tritbench.costmodel.counts import token_ops
 from tritbench.costmodel.energy import EnergyTable
 from tritbench.costmodel.errors import CostModelError
 from tritbench.costmodel.roofline import BLOCK_WEIGHTS, bits_per_weight, bytes_per_token, workload_bytes
+from tritbench.plugin import is_ternary
 
-TERNARY_FORMATS = ("tq1_0", "tq2_0")
 FLOAT_FORMATS = {"f32": "fp32", "f16": "fp16", "bf16": "fp16"}
 
 
@@ -49,7 +49,7 @@ def matmul_arith_j(macs: float, n_in: float, fmt: str, table: EnergyTable, zero_
         return {"mac": macs * table.mac_j(FLOAT_FORMATS[fmt]), "block_scales": 0.0, "act_quant": 0.0}
     block_cost = 2 * table.op("fp32_mul") + table.op("fp32_add")
     overhead = {"block_scales": macs / BLOCK_WEIGHTS[fmt] * block_cost, "act_quant": n_in * table.op("fp32_mul")}
-    if fmt in TERNARY_FORMATS:
+    if is_ternary(fmt):
         nonzero = 1.0 - (zero_fraction or 0.0)
         return {"mac": macs * nonzero * table.op("int8_add"), **overhead}
     return {"mac": macs * table.mac_j("int8"), **overhead}

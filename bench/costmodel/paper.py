@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from tritbench.costmodel.arch import Arch
 from tritbench.costmodel.counts import sequence_ops
 from tritbench.costmodel.energy import EnergyTable
+from tritbench.plugin import is_ternary
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class PaperEnergy:
         """Joules per token for a format: f16 -> the baseline, ternary formats -> BitNet, others None."""
         if fmt in ("f16", "bf16"):
             return self.fp16_joules / self.seq
-        if fmt.startswith("tq") or fmt in ("i2_s", "tl1", "tl2"):
+        if is_ternary(fmt):
             return self.ternary_joules / self.seq
         return None
 

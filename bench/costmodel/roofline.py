@@ -10,18 +10,14 @@ from dataclasses import asdict, dataclass
 
 from tritbench.costmodel.arch import Arch
 from tritbench.costmodel.errors import CostModelError
+from tritbench.plugin import ggml_block
 
-# Bits per weight of GGML types: block bytes x 8 / block weights, from ggml's type traits (the same numbers
-# as gguf.GGML_QUANT_SIZES): Q4_0 18 B / 32, Q8_0 34 B / 32, TQ1_0 54 B / 256, TQ2_0 66 B / 256,
-# Q4_K 144 B / 256, Q6_K 210 B / 256.
-BITS_PER_WEIGHT: dict[str, float] = {
-    "f32": 32.0, "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q6_k": 6.5625, "q4_k": 4.5, "q4_0": 4.5,
-    "tq2_0": 2.0625, "tq1_0": 1.6875,
-}
+# The GGML types the cost model prices. Their block sizes (weights and bytes per block, ggml's type traits)
+# come from gguf's table: Q4_0 18 B / 32 weights, Q8_0 34 B / 32, TQ1_0 54 B / 256, TQ2_0 66 B / 256, ...
+GGML_TYPES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q4_k", "q4_0", "tq2_0", "tq1_0")
 # Weights per block: the granularity of the per-block scale multiplies.
-BLOCK_WEIGHTS: dict[str, int] = {
-    "f32": 1, "f16": 1, "bf16": 1, "q8_0": 32, "q6_k": 256, "q4_k": 256, "q4_0": 32, "tq2_0": 256, "tq1_0": 256,
-}
+BLOCK_WEIGHTS: dict[str, int] = {t: ggml_block(t)[0] for t in GGML_TYPES}
+BITS_PER_WEIGHT: dict[str, float] = {t: 8 * ggml_block(t)[1] / ggml_block(t)[0] for t in GGML_TYPES}
 # The formats the cost tables compare.
 FORMATS = ("f16", "q4_0", "tq2_0", "tq1_0")
 NORM_BYTES = 4  # norm weights are f32 in GGUF files

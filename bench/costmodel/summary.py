@@ -10,6 +10,7 @@ from tritbench.costmodel.energy import EnergyTable, per_op_ratio
 from tritbench.costmodel.full import token_energy
 from tritbench.costmodel.paper import PaperEnergy, paper_energy
 from tritbench.costmodel.roofline import FORMATS, bits_per_weight, bytes_per_token, roofline_tokens_per_s, weights_bytes
+from tritbench.plugin import is_ternary
 
 
 def format_rows(arch: Arch, table: EnergyTable, bandwidths: Mapping[str, float | None],
@@ -36,7 +37,7 @@ def format_rows(arch: Arch, table: EnergyTable, bandwidths: Mapping[str, float |
             "memory_j_per_token": energy.memory_j,
             "total_j_per_token": energy.total_j,
             "arith_parts": dict(energy.arith_parts),
-            "zero_fraction": zero_fraction if fmt.startswith("tq") else None,
+            "zero_fraction": zero_fraction if is_ternary(fmt) else None,
         })
     base = token_energy(arch, "f16", table, arch.seq)
     for r in rows:

@@ -1,14 +1,13 @@
-"""The child process that measures one model variant: `python -m tritbench.execute.child JOB.json`.
+"""The child process that measures one variant: `python -m tritbench.execute.child JOB.json`.
 
-It loads the backend's session once, then for each workload runs warmups and repetitions,
-timing only the backend's prefill/decode calls. After loading and after each workload it
-rewrites its result file, so the parent keeps what was measured even if the backend crashes.
+A `GenerationJob` loads the model once, then for each workload runs warmups and repetitions, timing only
+the backend's prefill/decode calls; a `KernelJob` builds each layer and times batches of calls. After
+loading and after each workload the child rewrites its `ChildResult`, so the parent keeps what was
+measured even if the backend crashes. It imports only what it measures with (tests/test_worker_imports.py).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tritbench import plugin
+from tritbench.execute.job import ERROR_TAG, ChildResult, GenerationJob, Job, KernelJob, WorkloadResult
 from tritbench.measure.energy import select_meter
 from tritbench.measure.memory import PhaseMemory, merge_peaks, ru_maxrss_bytes
 from tritbench.plan.workloads import Workload
@@ -27,29 +27,12 @@ def current_rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def _write(path: Path, result: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, path)
-
-
 def _tokens(rng: np.random.Generator, n: int, n_vocab: int, bos: int | None, first: bool) -> list[int]:
     """A fresh random token trace (a new one every repetition, so no cache can reuse a prefix)."""
     toks = rng.integers(0, n_vocab, size=n).tolist()
     if first and bos is not None and toks:
         toks[0] = bos
     return toks
-
-
-def expected_counts(w: Workload, n_batch: int) -> tuple[int, int]:
-    """What the backend's counters should say after one repetition: llama.cpp counts a
-    single-token batch as generation and anything larger as prompt."""
-    n_prompt = n_gen = 0
-    if w.n_prompt:
-        sizes = [min(n_batch, w.n_prompt - s) for s in range(0, w.n_prompt, n_batch)]
-        n_prompt += sum(s for s in sizes if s > 1)
-        n_gen += sum(1 for s in sizes if s == 1)
-    return n_prompt, n_gen + w.n_gen
 
 
 def run_repetition(session, w: Workload, rng: np.random.Generator, mem: PhaseMemory, memory: dict,
@@ -88,15 +71,34 @@ def run_repetition(session, w: Workload, rng: np.random.Generator, mem: PhaseMem
     return rep
 
 
-def check_counters(rep: dict, expected: tuple[int, int]) -> str | None:
-    """A mismatch means the backend did not do the work we timed (e.g. it reused a cached prefix)."""
-    c = rep["counters"]
-    for key, want in zip(("n_prompt", "n_gen"), expected, strict=True):
-        got = c.get(key)
-        # llama.cpp reports zero counts as 1 (it clamps them), so a 0 is accepted as 1.
-        if got is not None and got != max(want, 1) and not (want == 0 and got in (0, 1)):
-            return f"backend counted {key}={got} but the test asked for {want}"
-    return None
+def measure_generation(backend, job: GenerationJob, result: ChildResult, out: Path) -> None:
+    mem = PhaseMemory()
+    mem.start_phase()
+    t0 = time.perf_counter()
+    session = backend.open(job.model_path, job.n_threads, job.options, job.n_ctx)
+    result.load_s = time.perf_counter() - t0
+    result.memory = {"load": mem.snapshot(), "per_phase_peaks": mem.per_phase_peaks,
+                     "mmap": session.weights_mapped}
+    result.rss_after_load_bytes = current_rss_bytes()
+    result.settings = session.effective_settings()
+    result.peak_rss_bytes = ru_maxrss_bytes()
+    meter = select_meter(job.energy)
+    result.write(out)
+    rng = np.random.default_rng(job.seed)
+    for w in job.workloads:
+        entry = result.workloads[w.name] = WorkloadResult()
+        for _ in range(job.warmups):
+            run_repetition(session, w, rng, mem, {})
+        for _ in range(job.reps):
+            rep = run_repetition(session, w, rng, mem, entry.memory, meter)
+            entry.reps.append(rep)
+            entry.error = session.check_counters(w.n_prompt, w.n_gen, rep["counters"])
+            if entry.error:
+                break
+        result.peak_rss_bytes = ru_maxrss_bytes()
+        result.write(out)
+    session.close()
+    meter.close()  # a streaming sampler (powermetrics) stops now rather than at exit
 
 
 def run_kernel_repetition(session, calls: int, meter=None) -> dict:
@@ -116,80 +118,50 @@ def run_kernel_repetition(session, calls: int, meter=None) -> dict:
     return rep
 
 
-def measure_kernel(backend, job: dict, w: Workload, entry: dict, meter) -> None:
+def measure_layer(backend, job: KernelJob, w: Workload, entry: WorkloadResult, meter) -> None:
     """Open the layer, size repetitions to at least `min_rep_s` (calls are short), warm up, measure."""
-    session = backend.open_kernel(job["format"], w.M, w.K, w.N, job["n_threads"], job["options"], job["seed"],
-                                  job["min_total_bytes"])
+    session = backend.open_kernel(job.format, w.M, w.K, w.N, job.n_threads, job.options, job.seed,
+                                  job.min_total_bytes)
     try:
-        entry["weight_bytes"] = session.weight_bytes
-        entry["copies"] = session.copies
-        entry["settings"] = session.effective_settings()
+        entry.weight_bytes = session.weight_bytes
+        entry.copies = session.copies
+        entry.settings = session.effective_settings()
         t0 = time.perf_counter()
         session.run()
         one = max(time.perf_counter() - t0, 1e-7)
         # at least one pass over every weight copy per repetition, so cold really is cold
-        calls = max(session.copies, int(np.ceil(job["min_rep_s"] / one)))
-        for _ in range(job["warmups"]):
+        calls = max(session.copies, int(np.ceil(job.min_rep_s / one)))
+        for _ in range(job.warmups):
             run_kernel_repetition(session, calls)
-        for _ in range(job["reps"]):
-            entry["reps"].append(run_kernel_repetition(session, calls, meter))
+        for _ in range(job.reps):
+            entry.reps.append(run_kernel_repetition(session, calls, meter))
     finally:
         session.close()
 
 
+def measure_kernels(backend, job: KernelJob, result: ChildResult, out: Path) -> None:
+    meter = select_meter(job.energy)
+    result.rss_after_load_bytes = current_rss_bytes()
+    result.settings = {"n_threads": job.n_threads}
+    result.peak_rss_bytes = ru_maxrss_bytes()
+    result.write(out)
+    for w in job.workloads:
+        entry = result.workloads[w.name] = WorkloadResult()
+        measure_layer(backend, job, w, entry, meter)
+        result.peak_rss_bytes = ru_maxrss_bytes()
+        result.write(out)
+    meter.close()
+
+
+MEASURE = {GenerationJob: measure_generation, KernelJob: measure_kernels}
+
+
 def main(job_path: str) -> int:
-    job = json.loads(Path(job_path).read_text())
-    out = Path(job["result_path"])
-    result: dict = {"workloads": {}, "error": None}
-    backend = plugin.load(job["backend"])()
-    result["backend_info"] = backend.info()
-    if job.get("format") is not None:
-        return main_kernel(backend, job, out, result)
-    mem = PhaseMemory()
-    mem.start_phase()
-    t0 = time.perf_counter()
-    session = backend.open(job["model_path"], job["n_threads"], job["options"], job["n_ctx"])
-    result["load_s"] = time.perf_counter() - t0
-    result["memory"] = {"load": mem.snapshot(), "per_phase_peaks": mem.per_phase_peaks}
-    result["rss_after_load_bytes"] = current_rss_bytes()
-    result["settings"] = session.effective_settings()
-    result["peak_rss_bytes"] = ru_maxrss_bytes()
-    meter = select_meter(job.get("energy", "none"))
-    _write(out, result)
-    rng = np.random.default_rng(job["seed"])
-    n_batch = result["settings"].get("n_batch", 1 << 30)
-    for wd in job["workloads"]:
-        w = Workload.from_dict(wd)
-        entry: dict = {"reps": [], "error": None, "memory": {}}
-        result["workloads"][w.name] = entry
-        for _ in range(job["warmups"]):
-            run_repetition(session, w, rng, mem, {})
-        for _ in range(job["reps"]):
-            rep = run_repetition(session, w, rng, mem, entry["memory"], meter)
-            entry["reps"].append(rep)
-            problem = check_counters(rep, expected_counts(w, n_batch))
-            if problem:
-                entry["error"] = problem
-                break
-        result["peak_rss_bytes"] = ru_maxrss_bytes()
-        _write(out, result)
-    session.close()
-    return 0
-
-
-def main_kernel(backend, job: dict, out: Path, result: dict) -> int:
-    meter = select_meter(job.get("energy", "none"))
-    result["rss_after_load_bytes"] = current_rss_bytes()
-    result["settings"] = {"n_threads": job["n_threads"]}
-    result["peak_rss_bytes"] = ru_maxrss_bytes()
-    _write(out, result)
-    for wd in job["workloads"]:
-        w = Workload.from_dict(wd)
-        entry: dict = {"reps": [], "error": None}
-        result["workloads"][w.name] = entry
-        measure_kernel(backend, job, w, entry, meter)
-        result["peak_rss_bytes"] = ru_maxrss_bytes()
-        _write(out, result)
+    job = Job.from_json(Path(job_path).read_text())
+    result = ChildResult()
+    backend = plugin.load(job.backend)()
+    result.backend_info = backend.info()
+    MEASURE[type(job)](backend, job, result, Path(job.result_path))
     return 0
 
 
@@ -198,5 +170,5 @@ if __name__ == "__main__":
         sys.exit(main(sys.argv[1]))
     except Exception as exc:  # reported to the parent through stderr and the exit code
         detail = str(exc) or ("out of memory" if isinstance(exc, MemoryError) else "no message")
-        print(f"tritbench-worker-error: {type(exc).__name__}: {detail}", file=sys.stderr, flush=True)
+        print(f"{ERROR_TAG} {type(exc).__name__}: {detail}", file=sys.stderr, flush=True)
         sys.exit(3)

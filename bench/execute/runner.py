@@ -8,7 +8,6 @@ warmups, then this round's repetitions.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,17 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tritbench import machine
+from tritbench import machine, plugin
 from tritbench.analysis.metrics import kernel_metrics, llm_metrics
+from tritbench.execute.job import ERROR_TAG, ChildResult, GenerationJob, Job, KernelJob
 from tritbench.execute.limits import memory_cgroup, remove_cgroup, wrap
 from tritbench.measure.bandwidth import last_level_cache_bytes
 from tritbench.measure.memory import merge_peaks
-from tritbench.plan.cases import Variant, case_id
+from tritbench.plan.cases import KernelVariant, Variant, case_id
 from tritbench.plan.suite import RunConfig
 from tritbench.plan.workloads import Workload
 from tritbench.results.records import Record, ResultsStore
 
-WORKER_ERROR_TAG = "tritbench-worker-error:"
 # Cold kernel runs cycle through weight copies spanning this many last-level caches (at least the floor).
 COLD_LLC_MULTIPLE = 4
 COLD_FLOOR_BYTES = 64 << 20
@@ -43,7 +42,7 @@ def cold_bytes() -> int:
 
 @dataclass
 class ChildOutcome:
-    result: dict | None
+    result: ChildResult | None
     error: str | None  # None: the child finished normally
     cgroup: str | None = None  # under a profile: whether a memory cgroup was applied, or why not
 
@@ -51,7 +50,7 @@ class ChildOutcome:
 def describe_failure(returncode: int | None, log: str) -> str:
     """One line saying how a child ended and the most telling line of what it printed."""
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    tagged = [ln[len(WORKER_ERROR_TAG) :].strip() for ln in lines if ln.startswith(WORKER_ERROR_TAG)]
+    tagged = [ln[len(ERROR_TAG) :].strip() for ln in lines if ln.startswith(ERROR_TAG)]
     telling = [ln for ln in lines if any(k in ln for k in ("GGML_ASSERT", "error", "Error", "failed", "abort"))]
     detail = (tagged or telling or lines or [""])[-1][:300]
     if returncode is None:
@@ -66,12 +65,12 @@ def describe_failure(returncode: int | None, log: str) -> str:
     return f"{how}: {detail}" if detail else how
 
 
-def run_child(job: dict, timeout: float, limits: dict | None = None) -> ChildOutcome:
+def run_child(job: Job, timeout: float, limits: dict | None = None) -> ChildOutcome:
     """Run tritbench.execute.child on `job` in its own session (Ctrl-C reaches us, and we stop it).
 
     Thread pools that read the environment (OpenMP, BLAS) get the case's thread count; an edge
     profile's `limits` pin the child's CPUs and cap its memory."""
-    env = {**os.environ, **{k: str(job["n_threads"]) for k in THREAD_ENV}}
+    env = {**os.environ, **{k: str(job.n_threads) for k in THREAD_ENV}}
     if limits is None:
         return _run_child(job, timeout, env, None)
     cgroup, status = None, "not needed: no memory cap"
@@ -85,11 +84,12 @@ def run_child(job: dict, timeout: float, limits: dict | None = None) -> ChildOut
     return outcome
 
 
-def _run_child(job: dict, timeout: float, env: dict, limit: Callable[[list[str]], list[str]] | None
+def _run_child(job: Job, timeout: float, env: dict, limit: Callable[[list[str]], list[str]] | None
                ) -> ChildOutcome:
     with tempfile.TemporaryDirectory(prefix="tritbench-") as tmp:
         job_path, result_path, log_path = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")
-        job_path.write_text(json.dumps({**job, "result_path": str(result_path)}))
+        job.result_path = str(result_path)
+        job_path.write_text(job.to_json())
         with open(log_path, "wb") as log:
             cmd = [sys.executable, "-m", "tritbench.execute.child", str(job_path)]
             proc = subprocess.Popen(
@@ -107,7 +107,7 @@ def _run_child(job: dict, timeout: float, env: dict, limit: Callable[[list[str]]
                 proc.kill()
                 proc.wait()
                 raise
-        result = json.loads(result_path.read_text()) if result_path.exists() else None
+        result = ChildResult.read(result_path)
         if timed_out:
             return ChildOutcome(result, f"timed out after {timeout:g} s")
         if rc != 0:
@@ -128,8 +128,8 @@ class VariantRun:
     warnings: list[str] = field(default_factory=list)
     backend_info: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
-    kernel: dict[str, dict] = field(default_factory=dict)  # per kernel test: weight_bytes, copies, settings
-    memory: dict[str, dict] = field(default_factory=dict)  # per test: phase -> peak snapshot, over children
+    layers: dict[str, dict] = field(default_factory=dict)  # per kernel workload: weight_bytes, copies, settings
+    memory: dict[str, dict] = field(default_factory=dict)  # per workload: phase -> peak snapshot, over children
     written: set[str] = field(default_factory=set)
 
     def open_workloads(self) -> list[Workload]:
@@ -139,6 +139,27 @@ class VariantRun:
 def reps_per_round(repetitions: int, rounds: int) -> list[int]:
     base, extra = divmod(repetitions, rounds)
     return [base + (1 if r < extra else 0) for r in range(rounds)]
+
+
+def make_job(v: Variant, workloads: list[Workload], cfg: RunConfig, reps: int, seed: int) -> Job:
+    """The job of one child: this round's repetitions of the variant's open workloads."""
+    if isinstance(v, KernelVariant):
+        # the same weights in every round and format: seeded by the run's seed only
+        return KernelJob(v.backend, v.n_threads, v.options, workloads, cfg.warmups, reps, cfg.seed, cfg.energy,
+                         format=v.model.format, min_rep_s=KERNEL_MIN_REP_S,
+                         min_total_bytes=cold_bytes() if v.cache == "cold" else 0)
+    return GenerationJob(v.backend, v.n_threads, v.options, workloads, cfg.warmups, reps, seed, cfg.energy,
+                         model_path=str(v.model.path), n_ctx=v.n_ctx)
+
+
+def case_metrics(vr: VariantRun, w: Workload, bandwidth: dict | None, idle) -> dict:
+    """A finished case's metrics from its samples (tritbench.analysis.metrics)."""
+    reps = vr.reps.get(w.name, [])
+    if isinstance(vr.variant, KernelVariant):
+        return kernel_metrics(w, reps, vr.layers[w.name]["weight_bytes"], vr.children, bandwidth, idle)
+    metrics = llm_metrics(w, reps, vr.children, idle, bandwidth)
+    metrics["memory"] = {**vr.memory.get(w.name, {}), "model_file_bytes": vr.model_info.get("file_bytes")}
+    return metrics
 
 
 class Runner:
@@ -152,13 +173,16 @@ class Runner:
         on_warning: Callable[[str], None] = lambda msg: None,
         read_bandwidth: dict[int, dict] | None = None,
         idle=None,
+        child: Callable[[Job, float, dict | None], ChildOutcome] | None = None,
     ):
         self.cfg, self.runs, self.store, self.fingerprint = cfg, runs, store, fingerprint
         self.read_bandwidth = read_bandwidth or {}
         self.idle = idle  # the idle-power reading taken before the run (tritbench.measure.energy), or None
         self.on_child_done, self.on_warning = on_child_done, on_warning
+        self.child = child or run_child  # how a job runs: a child process, or a fake one in unit tests
         self.rounds = cfg.rounds or cfg.repetitions
         self.records: list[Record] = []
+        self.formats = {vr.variant.backend: plugin.load(vr.variant.backend).formats for vr in runs}
 
     def child_count(self) -> int:
         return sum(1 for vr in self.runs if vr.open_workloads()) * self.rounds
@@ -197,71 +221,47 @@ class Runner:
             vr.warnings.append(msg)
             self.on_warning(msg)
         workloads = vr.open_workloads()
-        job = {
-            "backend": v.backend,
-            "model_path": str(v.model.path),
-            "n_threads": v.n_threads,
-            "options": v.options,
-            "n_ctx": v.n_ctx,
-            "workloads": [w.to_dict() for w in workloads],
-            "warmups": self.cfg.warmups,
-            "reps": n_reps,
-            "seed": seed,
-            "energy": self.cfg.energy,
-        }
-        if v.is_kernel:
-            # the same weights in every round and format: seeded by the run's seed only
-            job.update(format=v.model.format, seed=self.cfg.seed, min_rep_s=KERNEL_MIN_REP_S,
-                       min_total_bytes=cold_bytes() if v.cache == "cold" else 0)
-        outcome = run_child(job, self.cfg.timeout, v.limits)
+        outcome = self.child(make_job(v, workloads, self.cfg, n_reps, seed), self.cfg.timeout, v.limits)
         state["cgroup"] = outcome.cgroup
         if outcome.error and v.limits:
             cap = v.limits.get("memory_bytes")
             outcome.error += (f" (under profile {v.limits['name']}: {len(v.limits['cpus'])} CPUs"
                               + (f", memory cap {cap / (1 << 30):.2f} GiB)" if cap else ")"))
-        result = outcome.result or {}
-        vr.backend_info = result.get("backend_info") or vr.backend_info
-        vr.settings = result.get("settings") or vr.settings
-        if "rss_after_load_bytes" in result:
-            keys = ("load_s", "rss_after_load_bytes", "peak_rss_bytes")
-            vr.children.append({k: result[k] for k in keys if k in result})
-        load_memory = result.get("memory", {})
-        done = result.get("workloads", {})
+        result = outcome.result or ChildResult()
+        vr.backend_info = result.backend_info or vr.backend_info
+        vr.settings = result.settings or vr.settings
+        if result.rss_after_load_bytes is not None:
+            vr.children.append({"load_s": result.load_s, "rss_after_load_bytes": result.rss_after_load_bytes,
+                                "peak_rss_bytes": result.peak_rss_bytes})
         for w in workloads:
-            entry = done.get(w.name)
+            entry = result.workloads.get(w.name)
             if entry:
-                vr.reps.setdefault(w.name, []).extend(entry["reps"])
-                if "weight_bytes" in entry:
-                    vr.kernel[w.name] = {k: entry[k] for k in ("weight_bytes", "copies", "settings")}
-                phases = {"load": load_memory.get("load"), **entry.get("memory", {})}
-                merged = vr.memory.setdefault(w.name, {"per_phase_peaks": load_memory.get("per_phase_peaks")})
+                vr.reps.setdefault(w.name, []).extend(entry.reps)
+                if entry.weight_bytes is not None:
+                    vr.layers[w.name] = {"weight_bytes": entry.weight_bytes, "copies": entry.copies,
+                                         "settings": entry.settings or {}}
+                phases = {"load": result.memory.get("load"), **entry.memory}
+                merged = vr.memory.setdefault(w.name, {"per_phase_peaks": result.memory.get("per_phase_peaks"),
+                                                       "mmap": result.memory.get("mmap")})
                 for phase, snap in phases.items():
                     if snap:
                         merged[phase] = merge_peaks(merged.get(phase), snap)
-            complete = entry is not None and len(entry["reps"]) == n_reps and not entry["error"]
-            if entry and entry["error"]:
-                self._write_failed(vr, w, entry["error"])
+            complete = entry is not None and len(entry.reps) == n_reps and not entry.error
+            if entry and entry.error:
+                self._write_failed(vr, w, entry.error)
             elif not complete and outcome.error:
                 self._write_failed(vr, w, outcome.error)
             elif not complete:
-                self._write_failed(vr, w, "child ended without measuring this test")
+                self._write_failed(vr, w, "child ended without measuring this workload")
 
     def _finish(self, vr: VariantRun) -> None:
         for w in vr.open_workloads():
-            reps = vr.reps.get(w.name, [])
-            if w.is_kernel:
-                bw = self.read_bandwidth.get(vr.variant.n_threads)
-                metrics = kernel_metrics(w, reps, vr.kernel[w.name]["weight_bytes"], vr.children, bw, self.idle)
-            else:
-                bw = self.read_bandwidth.get(vr.variant.n_threads)
-                metrics = llm_metrics(w, reps, vr.children, self.idle, bw)
-                metrics["memory"] = {**vr.memory.get(w.name, {}), "mmap": vr.settings.get("mmap"),
-                                     "model_file_bytes": vr.model_info.get("file_bytes")}
+            metrics = case_metrics(vr, w, self.read_bandwidth.get(vr.variant.n_threads), self.idle)
             warnings = list(vr.warnings)
-            k = vr.kernel.get(w.name)
-            if k and vr.variant.cache == "cold" and k["copies"] * k["weight_bytes"] < cold_bytes():
-                span = k["copies"] * k["weight_bytes"] / (1 << 20)
-                warnings.append(f"cold: {k['copies']} weight copies span only {span:.1f} MiB, less than "
+            layer = vr.layers.get(w.name)
+            if layer and vr.variant.cache == "cold" and layer["copies"] * layer["weight_bytes"] < cold_bytes():
+                span = layer["copies"] * layer["weight_bytes"] / (1 << 20)
+                warnings.append(f"cold: {layer['copies']} weight copies span only {span:.1f} MiB, less than "
                                 f"{cold_bytes() >> 20} MiB: weights may partly stay in cache")
             if metrics["tokens_per_s"]["unstable"]:
                 warnings.append("unstable: tokens/s IQR above 5 % of the median or an outlier repetition")
@@ -272,25 +272,24 @@ class Runner:
 
     def _write(self, vr: VariantRun, w: Workload, status: str, error: str | None, metrics: dict, warnings) -> None:
         v = vr.variant
-        kernel = vr.kernel.get(w.name, {})
+        layer = vr.layers.get(w.name, {})
         settings = {
             **vr.settings,
-            **kernel.get("settings", {}),
-            "n_threads": kernel.get("settings", vr.settings).get("n_threads", v.n_threads),
+            **layer.get("settings", {}),
+            "n_threads": layer.get("settings", vr.settings).get("n_threads", v.n_threads),
             "requested": {"n_threads": v.n_threads, **v.options},
             "repetitions": self.cfg.repetitions,
             "warmups": self.cfg.warmups,
             "rounds": self.rounds,
         }
-        model = {**vr.model_info, "name": v.model.name, "format": v.model.format}
         if v.limits:
             settings["profile"] = {**v.limits, "cgroup": vr.states[-1].get("cgroup") if vr.states else None}
-        if v.is_kernel:
-            settings.update(cache=v.cache, weight_copies=kernel.get("copies"))
-            model.update(name=f"{w.K}x{w.N}", n_params=w.K * w.N)
-            if kernel:
-                nbytes = kernel["weight_bytes"]
-                model.update(file_bytes=nbytes, bits_per_weight=nbytes * 8 / (w.K * w.N))
+        if v.cache:
+            settings.update(cache=v.cache, weight_copies=layer.get("copies"))
+        model = v.record_model(vr.model_info, w, layer)
+        facts = self.formats[v.backend].get(v.model.format)
+        if facts is not None:  # what the backend declares of this format, so reports need not know it
+            model.update(ternary=facts.ternary, baseline=facts.baseline)
         first = vr.states[0] if vr.states else {}
         state = {
             "loadavg_before": first.get("loadavg"),

@@ -12,11 +12,11 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritbench import machine
+from tritbench import machine, plugin
 from tritbench.execute.runner import Runner, VariantRun
 from tritbench.plan.cases import Variant, build_plan, case_id
 from tritbench.plan.suite import RunConfig
-from tritbench.results.records import ResultsStore
+from tritbench.results.records import Record, ResultsStore
 
 
 class RunEvents:
@@ -53,7 +53,7 @@ class RunOutcome:
     in plan order (variants as listed, workloads as listed)."""
 
     path: Path
-    records: list[dict]
+    records: list[Record]
     failed: int  # cases of this session that did not measure
 
 
@@ -74,7 +74,8 @@ def run_session(cfg: RunConfig, *, resume: bool = False, events: RunEvents | Non
         events.resumed(store.path, skipped)
     idle = _idle_baseline(cfg, events)
     bandwidth = _probe_bandwidth(variants, events)
-    runner = Runner(cfg, runs, store, machine.fingerprint(), on_warning=events.warning, read_bandwidth=bandwidth,
+    fingerprint = machine.fingerprint(libraries=plugin.libraries_of(cfg.backends))
+    runner = Runner(cfg, runs, store, fingerprint, on_warning=events.warning, read_bandwidth=bandwidth,
                     idle=idle, on_child_done=lambda vr: events.child_done(vr.variant.label))
     events.started(runner.child_count())
     try:
@@ -85,8 +86,8 @@ def run_session(cfg: RunConfig, *, resume: bool = False, events: RunEvents | Non
         case_id(vr.variant, w, vr.model_info.get("sha256")): i
         for i, (vr, w) in enumerate((vr, w) for vr in runs for w in vr.variant.workloads)
     }
-    shown = store.records() if resume else [r.to_dict() for r in records]
-    shown.sort(key=lambda r: order.get(r["case_id"], len(order)))
+    shown = store.records() if resume else list(records)
+    shown.sort(key=lambda r: order.get(r.case_id, len(order)))
     return RunOutcome(store.path, shown, sum(r.status != "ok" for r in records))
 
 

@@ -34,20 +34,17 @@ class KernelWeights:
 
 @dataclass
 class Variant:
-    """One backend with one model file (or kernel weight format) and fixed settings; it runs several workloads."""
+    """One backend with one model file and fixed settings, running pp/tg/pg workloads; `KernelVariant` is
+    the kernel kind. A child process loads one variant per round; each describes its model in the records."""
 
     backend: str
-    model: Any  # models.ModelVariant, or KernelWeights for kernel tests
+    model: Any  # a tritbench.models.ModelVariant (a model file); KernelWeights for a KernelVariant
     n_threads: int
     options: dict
     workloads: list[Workload]
     swept: tuple[str, ...] = ()  # option names the user set, shown in labels
-    cache: str | None = None  # kernel tests only
     limits: dict | None = None  # an edge profile's resolved limits (tritbench.plan.profiles)
-
-    @property
-    def is_kernel(self) -> bool:
-        return isinstance(self.model, KernelWeights)
+    cache: str | None = None  # kernel variants: cold or hot weights
 
     @property
     def label(self) -> str:
@@ -59,9 +56,26 @@ class Variant:
     def n_ctx(self) -> int:
         return max((w.n_tokens for w in self.workloads), default=0)
 
+    def record_model(self, info: dict, workload: Workload, layer: dict) -> dict:
+        """The record's `model`: the file's metadata, name and format."""
+        return {**info, "name": self.model.name, "format": self.model.format}
+
+
+@dataclass
+class KernelVariant(Variant):
+    """One kernel backend with one weight format, cache mode and settings, running gemv/gemm workloads."""
+
+    def record_model(self, info: dict, workload: Workload, layer: dict) -> dict:
+        """The layer as the record's `model`: K x N weights, and their bytes as the layer stored them."""
+        w = workload
+        model = {"name": f"{w.K}x{w.N}", "format": self.model.format, "n_params": w.K * w.N}
+        if layer.get("weight_bytes"):
+            model.update(file_bytes=layer["weight_bytes"], bits_per_weight=layer["weight_bytes"] * 8 / (w.K * w.N))
+        return model
+
 
 def case_id(variant: Variant, workload: Workload, model_sha256: str | None) -> str:
-    """Identity of a case for --resume: same backend, model contents, settings and test."""
+    """Identity of a case for --resume: same backend, model contents, settings and workload."""
     key = {
         "backend": variant.backend,
         "model": variant.model.name,
@@ -88,18 +102,18 @@ def _backend_option_sets(backend_cls: type, options: dict[str, list]) -> list[di
 def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
     """Expand the config into variants, checking every name before anything runs.
 
-    Each backend runs the requested tests and formats it supports; a test kind or format that no
+    Each backend runs the requested workloads and formats it supports; a workload kind or format that no
     selected backend supports, or a backend that supports none of them, is an error.
     """
     from tritbench.models import resolve_model
 
-    tests = cfg.workloads()
+    workloads = cfg.workloads()
     classes = {name: plugin.load(name) for name in dict.fromkeys(cfg.backends)}
     for opt in cfg.options:
         if not any(opt in cls.options for cls in classes.values()):
             known = sorted({o for cls in classes.values() for o in cls.options})
             raise ConfigError(f"unknown option '{opt}' for backends {', '.join(classes)} (known: {', '.join(known)})")
-    _check_coverage(classes, tests, cfg.formats)
+    _check_coverage(classes, workloads, cfg.formats)
     limits = None
     if cfg.profile:
         limits = get_profile(cfg.profile, parse_profiles(cfg.profiles)).resolve(allowed_cpus())
@@ -111,7 +125,7 @@ def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
     formats = list(dict.fromkeys(cfg.formats))
     variants: list[Variant] = []
     for name, cls in classes.items():
-        mine = [w for w in tests if w.kind in cls.workload_kinds]
+        mine = [w for w in workloads if w.kind in cls.workload_kinds]
         llm, kernel = [w for w in mine if not w.is_kernel], [w for w in mine if w.is_kernel]
         my_formats = [f for f in formats if f in cls.formats]
         opt_sets = _backend_option_sets(cls, {k: v for k, v in cfg.options.items() if k in cls.options})
@@ -125,15 +139,15 @@ def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
                         variants.append(Variant(name, model, t, opts, llm, swept, limits=limits))
             for fmt in my_formats if kernel else []:
                 for mode in dict.fromkeys(cfg.cache):
-                    variants.append(Variant(name, KernelWeights(fmt), t, opts, kernel, swept, mode, limits))
+                    variants.append(KernelVariant(name, KernelWeights(fmt), t, opts, kernel, swept, limits, mode))
     return variants
 
 
-def _check_coverage(classes: dict[str, type], tests: list[Workload], formats: list[str]) -> None:
-    kinds = list(dict.fromkeys(w.kind for w in tests))
+def _check_coverage(classes: dict[str, type], workloads: list[Workload], formats: list[str]) -> None:
+    kinds = list(dict.fromkeys(w.kind for w in workloads))
     for kind in kinds:
         if not any(kind in cls.workload_kinds for cls in classes.values()):
-            raise ConfigError(f"no selected backend runs {kind} tests (backends: {', '.join(classes)})")
+            raise ConfigError(f"no selected backend runs {kind} workloads (backends: {', '.join(classes)})")
     for fmt in formats:
         if not any(fmt in cls.formats for cls in classes.values()):
             known = ", ".join(f"{n}: {'/'.join(c.formats)}" for n, c in classes.items())
@@ -141,6 +155,6 @@ def _check_coverage(classes: dict[str, type], tests: list[Workload], formats: li
     for name, cls in classes.items():
         if not any(k in cls.workload_kinds for k in kinds):
             runs = ", ".join(cls.workload_kinds)
-            raise ConfigError(f"backend '{name}' runs none of the requested tests (it runs: {runs})")
+            raise ConfigError(f"backend '{name}' runs none of the requested workloads (it runs: {runs})")
         if not any(f in cls.formats for f in formats):
             raise ConfigError(f"backend '{name}' has none of the requested formats (known: {', '.join(cls.formats)})")

@@ -11,7 +11,7 @@ from typing import Any
 
 from tritbench.errors import ConfigError, read_user_text
 from tritbench.plan.profiles import get_profile, parse_profiles
-from tritbench.plan.workloads import KINDS, LLM_KINDS, Workload, kernel_workloads, llm_workloads, shapes_of
+from tritbench.plan.workloads import GENERATION_KINDS, KINDS, Workload, kernel_workloads, llm_workloads, shapes_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -98,13 +98,13 @@ class RunConfig:
         n_prompt, n_gen, pg and depth), kernel ones if gemv/gemm are."""
         kinds = list(dict.fromkeys(self.kinds))
         out: list[Workload] = []
-        llm_kinds = [k for k in kinds if k in LLM_KINDS]
+        llm_kinds = [k for k in kinds if k in GENERATION_KINDS]
         if llm_kinds:
-            tests = llm_workloads(self.n_prompt, self.n_gen, [tuple(p) for p in self.pg], self.depth)
-            out += [w for w in tests if w.kind in llm_kinds]
+            workloads = llm_workloads(self.n_prompt, self.n_gen, [tuple(p) for p in self.pg], self.depth)
+            out += [w for w in workloads if w.kind in llm_kinds]
             if not out:
                 raise ConfigError(f"no {'/'.join(llm_kinds)} workload: set -p, -n or --pg")
-        kernel_kinds = [k for k in kinds if k not in LLM_KINDS]
+        kernel_kinds = [k for k in kinds if k not in GENERATION_KINDS]
         if kernel_kinds:
             out += kernel_workloads(kernel_kinds, shapes_of(self.shapes), self.M)
         if not out:

@@ -1,5 +1,5 @@
-"""Workloads: llama-bench's tests pp<N>, tg<N>, pg<N>,<M> (each optionally `@ d<D>`), and kernel
-tests `gemv KxN` (one token) and `gemm M<m> KxN` (m tokens) of one linear layer."""
+"""Workloads: llama-bench's tests (here: workloads) pp<N>, tg<N>, pg<N>,<M> (each optionally `@ d<D>`), and kernel
+workloads `gemv KxN` (one token) and `gemm M<m> KxN` (m tokens) of one linear layer."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import re
 from dataclasses import asdict, dataclass
 
 from tritbench.errors import ConfigError
+from tritbench.plugin import GENERATION_KINDS, KERNEL_KINDS
 
-LLM_KINDS = ("pp", "tg", "pg")
-KERNEL_KINDS = ("gemv", "gemm")
-KINDS = LLM_KINDS + KERNEL_KINDS
+KINDS = GENERATION_KINDS + KERNEL_KINDS
 
 _NAME = re.compile(r"^\s*(pp|tg|pg)(\d+)(?:,(\d+))?\s*(?:@\s*d(\d+))?\s*$")
 _KERNEL = re.compile(r"^\s*(gemv|gemm)\s*(?:M(\d+)\s+)?(\d+)x(\d+)\s*$")
@@ -19,10 +18,10 @@ _SHAPE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
 @dataclass(frozen=True)
 class Workload:
-    """One test: `pp` processes a prompt, `tg` decodes tokens one by one, `pg` does both.
+    """One workload: `pp` processes a prompt, `tg` decodes tokens one by one, `pg` does both.
 
     `depth` is the number of tokens already in the KV cache when the timed part starts. A kernel
-    test multiplies M activation rows [M, K] by one weight matrix [K, N].
+    workload multiplies M activation rows [M, K] by one weight matrix [K, N].
     """
 
     kind: str
@@ -41,22 +40,22 @@ class Workload:
                 raise ConfigError(f"{field} must be >= 0, got {getattr(self, field)}")
         if self.kind in KERNEL_KINDS:
             if self.n_prompt or self.n_gen or self.depth:
-                raise ConfigError(f"a {self.kind} test takes M, K and N only")
+                raise ConfigError(f"a {self.kind} workload takes M, K and N only")
             if self.K < 1 or self.N < 1:
-                raise ConfigError(f"a {self.kind} test needs K >= 1 and N >= 1, got {self.K}x{self.N}")
+                raise ConfigError(f"a {self.kind} workload needs K >= 1 and N >= 1, got {self.K}x{self.N}")
             if self.kind == "gemv" and self.M != 1:
                 raise ConfigError(f"gemv is M = 1, got M = {self.M} (use gemm)")
             if self.kind == "gemm" and self.M < 2:
                 raise ConfigError(f"gemm needs M >= 2, got M = {self.M} (M = 1 is gemv)")
             return
         if self.M or self.K or self.N:
-            raise ConfigError(f"a {self.kind} test takes no M, K or N")
+            raise ConfigError(f"a {self.kind} workload takes no M, K or N")
         if self.kind == "pp" and (self.n_prompt < 1 or self.n_gen):
-            raise ConfigError("a pp test needs n_prompt >= 1 and no n_gen")
+            raise ConfigError("a pp workload needs n_prompt >= 1 and no n_gen")
         if self.kind == "tg" and (self.n_gen < 1 or self.n_prompt):
-            raise ConfigError("a tg test needs n_gen >= 1 and no n_prompt")
+            raise ConfigError("a tg workload needs n_gen >= 1 and no n_prompt")
         if self.kind == "pg" and (self.n_prompt < 1 or self.n_gen < 1):
-            raise ConfigError("a pg test needs n_prompt >= 1 and n_gen >= 1")
+            raise ConfigError("a pg workload needs n_prompt >= 1 and n_gen >= 1")
 
     @property
     def is_kernel(self) -> bool:
@@ -96,11 +95,11 @@ class Workload:
             return cls(kind, M=int(m_rows) if m_rows else 1, K=K, N=N)
         m = _NAME.match(text)
         if not m:
-            raise ConfigError(f"cannot parse test '{text}' (expected e.g. pp512, tg128, pg512,128, tg128@d1024)")
+            raise ConfigError(f"cannot parse workload '{text}' (expected e.g. pp512, tg128, pg512,128, tg128@d1024)")
         kind, a, b, depth = m.group(1), int(m.group(2)), m.group(3), int(m.group(4) or 0)
         if kind == "pg":
             if b is None:
-                raise ConfigError(f"a pg test needs two numbers, e.g. pg512,128: '{text}'")
+                raise ConfigError(f"a pg workload needs two numbers, e.g. pg512,128: '{text}'")
             return cls("pg", a, int(b), depth)
         if b is not None:
             raise ConfigError(f"only pg takes two numbers: '{text}'")
@@ -110,7 +109,7 @@ class Workload:
 def llm_workloads(
     n_prompt: list[int], n_gen: list[int], pg: list[tuple[int, int]], depth: list[int]
 ) -> list[Workload]:
-    """The tests llama-bench would run for these lists: 0 in -p or -n turns that test off."""
+    """The tests llama-bench would run for these lists: 0 in -p or -n turns that workload off."""
     for name, values in (("n_prompt", n_prompt), ("n_gen", n_gen), ("depth", depth)):
         for v in values:
             if v < 0:
@@ -121,7 +120,7 @@ def llm_workloads(
         out += [Workload("tg", 0, n, d) for n in n_gen if n > 0]
         out += [Workload("pg", p, n, d) for p, n in pg]
     if not out:
-        raise ConfigError("no test to run: every n_prompt and n_gen is 0 and no pg test is given")
+        raise ConfigError("no workload to run: every n_prompt and n_gen is 0 and no pg workload is given")
     return list(dict.fromkeys(out))
 
 
@@ -141,8 +140,7 @@ def shapes_of(names: list[str]) -> list[tuple[int, int]]:
     for name in names:
         spec = PRESETS.get(name.strip().lower())
         if spec is not None:
-            # linear_shapes() gives (out, in); a kernel shape is in x out.
-            out += [(k, n) for n, k in spec.linear_shapes().values()]
+            out += [(layer.in_features, layer.out_features) for layer in spec.linear_layers().values()]
         else:
             out.append(parse_shape(name))
     return list(dict.fromkeys(out))

@@ -81,11 +81,11 @@ class ResultsStore:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def records(self) -> list[dict]:
-        return read_records([self.path]) if self.path.exists() else []
+    def records(self) -> list[Record]:
+        return [Record.from_dict(d) for d in read_records([self.path])] if self.path.exists() else []
 
     def finished_case_ids(self) -> set[str]:
-        return {r["case_id"] for r in self.records() if r.get("status") == "ok"}
+        return {r.case_id for r in self.records() if r.status == "ok"}
 
 
 def _jsonl_files(paths: Iterable[str | os.PathLike]) -> list[Path]:

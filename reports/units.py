@@ -1,0 +1,51 @@
+"""Numbers as people read them, for every printer (terminal, HTML, markdown, `bench cost`): one place, so a
+figure reads the same everywhere; '—' for a missing value, never a zero."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def missing(value: Any) -> bool:
+    """None, NaN, infinity or pandas' NA."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def si(value: Any, unit: str) -> str:
+    """1.5e9, 'B' -> '1.5 GB' (decimal prefixes, 3 significant digits)."""
+    if missing(value):
+        return "—"
+    value = float(value)
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
+                           (1e-9, "n"), (1e-12, "p")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def fmt(value: Any, spec: str = "{:,.1f}", suffix: str = "") -> str:
+    """A number with `spec`."""
+    return "—" if missing(value) else spec.format(value) + suffix
+
+
+def iec(nbytes: Any) -> str:
+    """Bytes with binary prefixes, as llama-bench prints model sizes: '328.46 MiB'."""
+    if missing(nbytes):
+        return "—"
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= div:
+            return f"{nbytes / div:.2f} {unit}"
+    return f"{int(nbytes)} B"
+
+
+def count(n: Any) -> str:
+    """A parameter count as llama-bench prints it: '171.86 M'."""
+    if missing(n) or not n:
+        return "—"
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f} {unit}"
+    return str(int(n))
