@@ -18,13 +18,24 @@ ONNX_LIB := backends/onnx/lib/libtritbench_ternary.so
 # The read-bandwidth probe (bench/measure/bandwidth.py falls back to a slower numpy probe without it).
 STREAM_LIB := bench/lib/libtritbench_stream.so
 
-.PHONY: run test install lint clean
+.PHONY: run test test-unit test-integration test-system install lint clean
 
 run: $(STAMP) $(ONNX_LIB) $(STREAM_LIB)
 	$(BIN)/bench run $(ARGS)
 
 test: $(STAMP) $(ONNX_LIB) $(STREAM_LIB)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# One layer of the suite (tests/conftest.py's LAYERS table says which module is in which): unit runs in
+# seconds; integration runs `bench` and llama.cpp/onnxruntime for real; system needs a browser, qemu, objdump.
+test-unit: $(STAMP) $(ONNX_LIB) $(STREAM_LIB)
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP) $(ONNX_LIB) $(STREAM_LIB)
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+test-system: $(STAMP) $(ONNX_LIB) $(STREAM_LIB)
+	$(BIN)/python -m pytest -m system $(PYTEST_ARGS)
 
 $(ONNX_LIB): $(wildcard backends/onnx/csrc/*.c backends/onnx/csrc/*.h) backends/onnx/csrc/Makefile
 	$(MAKE) -C backends/onnx/csrc

@@ -1,8 +1,11 @@
+import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -43,3 +46,89 @@ def read_jsonl(folder: Path) -> list[dict]:
 
 
 PLUGINS = "aborting=tests.plugins:AbortingBackend,slow=tests.plugins:SlowBackend,memhog=tests.plugins:MemHogBackend"
+
+
+# ---- tools a test needs: skipped on a developer's machine, required under CI ----
+
+def under_ci() -> bool:
+    """CI sets CI=true (GitHub Actions, GitLab); CI=1 counts too, an empty, `0` or `false` CI does not."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_or_fail(reason: str, *, allow_module_level: bool = False) -> NoReturn:
+    """Skip for want of a tool (chromium, objdump, qemu, a Python package), except under CI: there the
+    tool is required, and a missing one fails the test instead of silently skipping it."""
+    __tracebackhide__ = True  # reports name the caller's line, not this one
+    if under_ci():
+        pytest.fail(f"{reason}, and CI requires it", pytrace=False)
+    pytest.skip(reason, allow_module_level=allow_module_level)
+
+
+def import_or_skip(name: str) -> ModuleType:
+    """pytest.importorskip that fails under CI. Only a module that is not installed skips: one that is
+    installed but fails to import is an error everywhere."""
+    __tracebackhide__ = True
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name != exc.name and not name.startswith(exc.name + "."):
+            raise  # the module is there, something it imports is not
+        skip_or_fail(f"the Python package {name!r} is not installed", allow_module_level=True)
+
+
+# ---- test layers: `pytest -m unit` (seconds), `-m integration`, `-m system`; `make test` runs all ----
+
+# Every tests/test_*.py, in one place (tests/test_conftest_helpers.py checks that none is missing).
+# unit: pure and fast, in-process; integration: `bench` CLI runs and other subprocesses, real llama.cpp,
+# real onnxruntime sessions, anything timed in real seconds; system: a browser, qemu/ARM, objdump.
+# A module missing here is unit.
+LAYERS = {
+    "test_bandwidth.py": "unit",
+    "test_cli.py": "integration",
+    "test_config.py": "unit",
+    "test_conftest_helpers.py": "unit",
+    "test_costmodel.py": "unit",
+    "test_costmodel_cli.py": "unit",
+    "test_costmodel_paper.py": "unit",
+    "test_energy_polled.py": "integration",  # helper threads step power through schedules in real time
+    "test_energy_rapl.py": "integration",  # counters advanced by a separate process, a forked child
+    "test_energy_reading.py": "unit",
+    "test_energy_run.py": "integration",
+    "test_energy_sampling_cost.py": "integration",  # real sampling processes, timed in real seconds
+    "test_energy_select.py": "unit",
+    "test_kernel_backends.py": "integration",
+    "test_kernels.py": "integration",
+    "test_layout.py": "unit",
+    "test_llamacpp.py": "integration",
+    "test_machine.py": "integration",
+    "test_memory.py": "integration",
+    "test_models_info.py": "unit",
+    "test_models_llamacpp.py": "integration",
+    "test_models_resolve.py": "unit",
+    "test_models_spec.py": "unit",
+    "test_models_synth.py": "unit",
+    "test_onnx_arm.py": "system",
+    "test_onnx_baselines.py": "integration",
+    "test_onnx_disasm.py": "system",
+    "test_onnx_op.py": "integration",
+    "test_profiles.py": "integration",
+    "test_records.py": "unit",
+    "test_reports.py": "unit",
+    "test_reports_browser.py": "system",
+    "test_runner.py": "integration",
+    "test_runner_unit.py": "unit",  # the Runner with a fake child in place of a process
+    "test_stats.py": "unit",
+    "test_worker_imports.py": "integration",
+    "test_workloads.py": "unit",
+}
+LAYER_NAMES = ("unit", "integration", "system")
+
+
+def layer_of(path: Path) -> str:
+    return LAYERS.get(path.name, "unit")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(getattr(pytest.mark, layer_of(item.path)))

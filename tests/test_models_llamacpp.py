@@ -12,7 +12,9 @@ import pytest
 
 from tritbench.models import FORMATS, get_preset, synthesize_many
 
-pytest.importorskip("llama_cpp")
+from .conftest import import_or_skip
+
+import_or_skip("llama_cpp")
 
 # Loads the model, evaluates a short prompt and saves the last position's logits.
 LOAD_AND_EVAL = """

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, skip_or_fail
+from .test_onnx_disasm import ARM_FLOAT_MUL, RESCALE, expected_kernels, functions, violations
 
 TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64-static", "debootstrap")
 
@@ -21,9 +22,7 @@ def _can_install() -> bool:
 @pytest.fixture(scope="module")
 def arm(tmp_path_factory):
     if not all(shutil.which(t) for t in TOOLS) and not _can_install():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must test the NEON path: install {', '.join(TOOLS)} or run as root")
-        pytest.skip(f"needs {', '.join(TOOLS)} (or root to install them)")
+        skip_or_fail(f"the NEON path needs {', '.join(TOOLS)} (or root to install them)")
     home = Path(os.environ.get("TRITBENCH_ARM_SYSROOT", Path.home() / ".cache/tritbench/arm64"))
     subprocess.run([str(REPO / ".ci/arm-sysroot.sh"), str(home)], check=True, capture_output=True, timeout=900)
     out = tmp_path_factory.mktemp("arm-lib")
@@ -53,23 +52,21 @@ def run_guest(home: Path, site: Path, cpu: str, *args: str) -> subprocess.Comple
 
 
 def test_the_library_is_aarch64_and_multiply_free(arm):
+    """As strict as the x86 check (test_onnx_disasm.py), with its checker: every kernel function is there, none
+    holds an integer multiply of any AArch64 family, and only tk_rescale a float multiply, which it does hold."""
     _, lib, _ = arm
     objdump = shutil.which("aarch64-linux-gnu-objdump")
     assert objdump, "binutils-aarch64-linux-gnu comes with gcc-aarch64-linux-gnu"
-    text = subprocess.run([objdump, "-d", str(lib)], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
+                          check=True).stdout
     assert "file format elf64-littleaarch64" in text
-    banned = {"mul", "mla", "mls", "sdot", "udot", "smull", "umull", "smlal", "umlal", "smull2", "umull2",
-              "smlal2", "umlal2", "madd", "msub", "smaddl", "umaddl"}
-    func, bad = None, []
-    for line in text.splitlines():
-        if line.endswith(">:"):
-            func = line.split("<", 1)[1][:-2]
-        elif func and func.startswith("tk_") and "\t" in line:
-            mnemonic = line.split("\t")[2].split()[0] if len(line.split("\t")) > 2 else ""
-            if mnemonic in banned:
-                bad.append(f"{func}: {mnemonic}")
-    assert any("<tk_" in ln for ln in text.splitlines()), "no kernel functions found"
-    assert not bad, bad
+    funcs = functions(text)
+    kernels = {name for name in funcs if name.startswith("tk_")}
+    expected = expected_kernels(arm=True)
+    assert expected <= kernels, f"kernel functions missing from the disassembly: {expected - kernels}"
+    assert all(funcs[name] for name in expected), "a kernel function disassembled to no instructions"
+    assert violations(funcs, arm=True) == []
+    assert any(ARM_FLOAT_MUL.match(m) for m in funcs[RESCALE])  # the checker reads this disassembly's mnemonics
 
 
 @pytest.mark.parametrize("cpu", ["cortex-a53", "cortex-a76", "max"])

@@ -4,8 +4,10 @@ up to what its format does to the activations."""
 import numpy as np
 import pytest
 
-pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+from .conftest import import_or_skip
+
+import_or_skip("onnx")
+ort = import_or_skip("onnxruntime")
 
 from tritbench.backends.onnx import graphs  # noqa: E402
 

@@ -8,8 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+from .conftest import import_or_skip
+
+onnx = import_or_skip("onnx")
+ort = import_or_skip("onnxruntime")
 
 from tritbench.backends.onnx import build, graphs, native, packing  # noqa: E402
 from tritbench.backends.onnx.build import ensure_built  # noqa: E402

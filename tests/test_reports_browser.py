@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import skip_or_fail
 from tests.test_reports import _machine, full_set, llm_record
 from tritbench.reports.html import render_html
 from tritbench.reports.tables import from_records
@@ -33,9 +34,7 @@ def chromium() -> str:
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         exe = shutil.which("chromium")
     if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required under CI and could not be installed")
-        pytest.skip("chromium not installed (and not root with apt-get)")
+        skip_or_fail("chromium is not installed (and we are not root with apt-get to install it)")
     return exe
 
 
