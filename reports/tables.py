@@ -177,17 +177,17 @@ def _setting(df: pd.DataFrame) -> pd.Series:
 
 def _format_facts(df: pd.DataFrame, formats: pd.Series) -> tuple[pd.Series, pd.Series]:
     """(ternary, baseline) of each case's format: as its record says (the backend that ran it declared them),
-    else as the installed backends declare that format."""
-    declared = {f: format_info(f) for f in formats.unique()}
-    ternary = _col(df, "model.ternary", None)
-    ternary = ternary.where(ternary.notna(), formats.map(lambda f: bool(declared[f] and declared[f].ternary)))
-    baseline = _col(df, "model.baseline", None)
-    known = "model.ternary" in df  # a record that carries the facts: a missing baseline means "is one"
-    fallback = formats.map(lambda f: declared[f].baseline if declared[f] else None)
-    if known:
-        fallback = fallback.where(_col(df, "model.ternary", None).isna(), None)
-    baseline = baseline.where(baseline.notna(), fallback)
-    return ternary.astype(bool), baseline.astype(object).where(baseline.notna(), None)
+    else, for records written before records carried them, as the installed backends declare that format."""
+    facts = []
+    for carried, baseline, fmt in zip(_col(df, "model.ternary", None), _col(df, "model.baseline", None), formats,
+                                      strict=True):
+        if carried is not None and not pd.isna(carried):
+            facts.append((bool(carried), baseline if isinstance(baseline, str) else None))
+        else:
+            info = format_info(fmt)
+            facts.append((bool(info and info.ternary), info.baseline if info else None))
+    return (pd.Series([t for t, _ in facts], index=df.index, dtype=bool),
+            pd.Series([b for _, b in facts], index=df.index, dtype=object))
 
 
 def _speedup(out: pd.DataFrame, value: str, higher_is_better: bool = True) -> pd.Series:

@@ -248,3 +248,18 @@ def test_mixed_ok_and_failed_records_list_the_failures():
     assert "12 record(s): 11 measured, 1 failed" in md
     # One machine, one backend: the markdown states them once instead of repeating a column.
     assert "All rows: machine AMD EPYC (x86_64, a54b2b), backend llamacpp" in md
+
+
+def test_format_facts_come_from_the_records_first():
+    """A peer engine's format no installed backend declares (bitnet.cpp's i2_s) is compared as its record says;
+    records without the facts fall back to what the installed backends declare (tq2_0: ternary, over f16)."""
+    base, old = llm_record("f16", tps=100.0), llm_record("tq2_0", tps=150.0)
+    peer = llm_record("tq1_0", tps=300.0)
+    peer["model"].update(format="i2_s", ternary=True, baseline="f16")
+    peer["case_id"] = "tiny-i2_s-tg"
+    base["model"].update(ternary=False, baseline=None)
+    data = from_records([base, old, peer])
+    facts = {r["format"]: (r["ternary"], r["baseline"], round(r["speedup"], 2)) for r in data.cases.to_dict("records")}
+    assert facts == {"f16": (False, None, 1.0), "tq2_0": (True, "f16", 1.5), "i2_s": (True, "f16", 3.0)}
+    (head,) = data.headline.to_dict("records")
+    assert head["ternary_format"] == "i2_s" and head["speedup"] == 3.0
