@@ -38,9 +38,16 @@ class Option:
     type: type
     default: Any
     help: str
+    minimum: float | None = None  # numbers below it are refused (e.g. a batch of 0 tokens)
 
     def parse(self, name: str, value: Any) -> Any:
-        """Convert a suite value or a command-line string to this option's type."""
+        """Convert a suite value or a command-line string to this option's type, within its bounds."""
+        parsed = self._convert(name, value)
+        if self.minimum is not None and (parsed != parsed or parsed < self.minimum):  # NaN too
+            raise ConfigError(f"option {name} must be >= {self.minimum:g}, got {value!r}")
+        return parsed
+
+    def _convert(self, name: str, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip().lower()
             if self.type is bool:

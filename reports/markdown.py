@@ -8,12 +8,13 @@ from collections.abc import Iterable
 import pandas as pd
 
 from tritbench.reports.tables import ReportData
-from tritbench.reports.units import fmt
+from tritbench.reports.units import fmt, inert
 
 
-def _cell(value: object) -> str:
-    text = "—" if value is None or (isinstance(value, float) and value != value) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+def md_text(value: object) -> str:
+    """One inert cell: no control character, no pipe that ends it, no tag, link or image markup."""
+    text = inert(value).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("![", "!\\[").replace("](", "]\\(")
 
 
 def md_table(df: pd.DataFrame, columns: Iterable[tuple[str, str, object]], hide_constant: bool = True,
@@ -29,9 +30,9 @@ def md_table(df: pd.DataFrame, columns: Iterable[tuple[str, str, object]], hide_
     lines = []
     if fixed:
         first = df.iloc[0]
-        lines += ["All rows: " + ", ".join(f"{h} {_cell(f(first[c]) if f else first[c])}" for c, h, f in fixed), ""]
+        lines += ["All rows: " + ", ".join(f"{h} {md_text(f(first[c]) if f else first[c])}" for c, h, f in fixed), ""]
     heads = [h for _, h, _ in columns]
-    rows = [[_cell(f(rec[c]) if f else rec[c]) for c, _, f in columns] for rec in df.to_dict("records")]
+    rows = [[md_text(f(rec[c]) if f else rec[c]) for c, _, f in columns] for rec in df.to_dict("records")]
     aligned = [c in right if right is not None else df[c].dtype.kind in "fi" for c, _, _ in columns]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if pad else 4 if r else 3
               for i, (h, r) in enumerate(zip(heads, aligned, strict=True))]
@@ -48,7 +49,7 @@ def md_table(df: pd.DataFrame, columns: Iterable[tuple[str, str, object]], hide_
 
 def render_markdown(data: ReportData, title: str = "tritbench report") -> str:
     """The summary as a markdown string."""
-    out = [f"## {_cell(title)}", ""]
+    out = [f"## {md_text(title)}", ""]
     if data.status_line:
         out += [f"**{data.status_line}**", ""]
     out.append(f"{data.n_records} record(s): {data.n_ok} measured, {len(data.failures)} failed; "
@@ -89,7 +90,7 @@ def render_markdown(data: ReportData, title: str = "tritbench report") -> str:
         counts = both["energy_kind"].value_counts()
         reasons = sorted({d for d in both.loc[both["energy_kind"] == "unavailable", "energy_detail"] if d})
         line = "Energy: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("measured", "estimated", "unavailable"))
-        out += [_cell(line + (f" ({'; '.join(reasons)})" if reasons else "")), ""]
+        out += [md_text(line + (f" ({'; '.join(reasons)})" if reasons else "")), ""]
     if len(data.failures):
         out += ["### Failures", ""]
         out += md_table(data.failures, [(c, c, None) for c in ("backend", "model", "format", "test", "error")])

@@ -11,7 +11,7 @@ import json
 
 import pandas as pd
 
-from tritbench.reports.markdown import md_table
+from tritbench.reports.markdown import md_table, md_text
 from tritbench.reports.tables import from_records
 from tritbench.reports.units import count, fmt, iec
 from tritbench.results.records import Record
@@ -65,7 +65,7 @@ def to_markdown(records: list[Record]) -> str:
             ("speedup", _versus(kernels), lambda v: fmt(v, "{:.2f}", "x")),
         ], hide_constant=False, pad=True, right={"bits_per_weight", "n_threads", "latency", "weight_gbps",
                                                  "pct_of_bandwidth", "speedup"})
-    failures = [f"- {r.model.get('name')} {r.model.get('format')} {r.workload['name']}: {r.error}"
+    failures = ["- " + md_text(f"{r.model.get('name')} {r.model.get('format')} {r.workload['name']}: {r.error}")
                 for r in records if r.status != "ok"]
     if failures:
         out += ["", "failed cases:"] + failures

@@ -4,7 +4,12 @@ figure reads the same everywhere; '—' for a missing value, never a zero."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
+
+# C0 and C1 control characters (ESC starts terminal title, clipboard and hyperlink sequences) and DEL;
+# newlines and tabs too, since one table cell is one line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def missing(value: Any) -> bool:
@@ -49,3 +54,10 @@ def count(n: Any) -> str:
         if n >= div:
             return f"{n / div:.2f} {unit}"
     return str(int(n))
+
+
+def inert(value: Any) -> str:
+    """Text from a model file or a record, safe to print in a terminal or a table cell: control characters
+    (escape sequences, carriage returns, newlines) become spaces or '?', so nothing reaches the terminal raw."""
+    text = "—" if missing(value) else str(value)
+    return _CONTROL.sub(lambda m: " " if m.group() in "\n\r\t" else "?", text)

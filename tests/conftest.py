@@ -99,6 +99,7 @@ LAYERS = {
     "test_kernel_backends.py": "integration",
     "test_kernels.py": "integration",
     "test_layout.py": "unit",
+    "test_lifecycle.py": "integration",  # real runners killed and signalled
     "test_llamacpp.py": "integration",
     "test_machine.py": "integration",
     "test_memory.py": "integration",

@@ -54,7 +54,7 @@ def test_bad_model_files(case, bad_files, tb_home, tmp_path):
         (["-p", "-5"], "n_prompt must be >= 0"),
         (["-n", "x"], "-n takes comma-separated integers"),
         (["-t", "0"], "threads must be >= 1"),
-        (["-r", "0"], "repetitions must be >= 1"),
+        (["-r", "0"], "repetitions must be between 1 and"),
         (["--pg", "1,2,3"], "--pg takes N_PROMPT,N_GEN"),
         (["--opt", "n_batch"], "--opt takes NAME=VALUE"),
         (["--opt", "nbatch=3"], "unknown option 'nbatch'"),
@@ -135,3 +135,42 @@ def test_bench_cost_is_registered(tb_home):
     paper = json.loads(proc.stdout)["paper"]
     assert paper["fp16_joules"] > paper["ternary_joules"] > 0 and paper["ratio"] > 1
     assert_clean_error(run_bench(["cost", "-m", "nope", "--no-probe"], tb_home), "nope")
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "proc", "too long", "empty"])
+def test_an_unwritable_results_folder_is_refused_before_anything_runs(where, tb_home, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out, fragment = {
+        "a file": (str(afile), "cannot write results to"),
+        "under a file": (str(afile / "sub"), "cannot write results to"),
+        "proc": ("/proc", "cannot write results to /proc"),
+        "too long": (str(tmp_path / ("x" * 300)), "File name too long"),
+        "empty": ("", "out is empty"),
+    }[where]
+    # a preset that is not synthesized yet: the refusal must come before minutes of synthesis
+    proc = run_bench(["run", "-m", "medium", "-f", "tq2_0", "--out", out], tb_home, timeout=60)
+    assert_clean_error(proc, fragment)
+    assert not list((tb_home / "models").glob("medium-*"))
+
+
+def test_workloads_longer_than_the_models_context_are_refused(tb_home, tiny_models, tmp_path):
+    out = tmp_path / "out"
+    proc = run_bench(["run", "-m", "tiny", "-f", "tq2_0", "-p", "100000", "-n", "0", "--out", str(out)], tb_home)
+    assert_clean_error(proc, "need 100000 tokens of context", out)
+    assert "context length is 512" in proc.stderr
+
+
+def test_metadata_from_a_model_file_reaches_the_terminal_inert(tb_home, tmp_path):
+    import numpy as np
+    from gguf import GGMLQuantizationType
+
+    from .test_models_info import write_gguf
+
+    hostile = "evil\x1b]0;pwned\x07 [bold red]x[/] [link=http://x]y[/link]\r\nz"
+    path = write_gguf(tmp_path / "m.gguf", {"token_embd.weight": (np.zeros((4, 256), np.float32),
+                                                                  GGMLQuantizationType.F16)}, general__name=hostile)
+    proc = run_bench(["models", "info", str(path)], tb_home)
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\r" not in proc.stdout
+    assert "[bold red]x[/]" in proc.stdout  # shown as the text it is, not applied as markup

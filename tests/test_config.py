@@ -55,8 +55,8 @@ def test_missing_suite_file(tmp_path):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ({"repetitions": 0}, "repetitions must be >= 1"),
-        ({"warmups": -1}, "warmups must be >= 0"),
+        ({"repetitions": 0}, "repetitions must be between 1 and"),
+        ({"warmups": -1}, "warmups must be between 0 and"),
         ({"threads": [0]}, "threads must be >= 1"),
         ({"rounds": 9}, "rounds must be between 1 and repetitions"),
         ({"output": "xml"}, "unknown output format 'xml'"),
@@ -167,3 +167,29 @@ def test_a_partial_suite_keeps_the_other_defaults(tmp_path):
 def test_a_renamed_key_says_its_new_name(tmp_path):
     with pytest.raises(ConfigError, match="'workloads' is now called 'kinds'"):
         load_suite(write(tmp_path, 'workloads = ["pp"]\n'))
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"repetitions": 1_000_000_000}, "repetitions must be between 1 and 10000"),
+        ({"warmups": 10**6}, "warmups must be between 0 and 1000"),
+        ({"timeout": float("nan")}, "timeout must be a finite number"),
+        ({"timeout": float("inf")}, "timeout must be a finite number"),
+        ({"idle_s": float("nan")}, "idle_s must be a finite number"),
+        ({"seed": -1}, "seed must be between 0 and 2\\*\\*63-1"),
+        ({"out": "  "}, "out is empty"),
+        ({"profiles": {"tiny-box": {"memory": 1.5}}, "profile": "tiny-box"}, "must be at least 64 MiB"),
+    ],
+)
+def test_values_no_run_can_take_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config({}, override)
+
+
+@pytest.mark.parametrize("option", ["n_batch=0", "n_ubatch=-3", "threads_batch=0", "n_ctx=0"])
+def test_backend_options_below_their_minimum_are_refused(option, tb_home, tiny_models, monkeypatch):
+    monkeypatch.setenv("TRITBENCH_HOME", str(tb_home))
+    name, value = option.split("=")
+    with pytest.raises(ConfigError, match=f"option {name} must be >= 1"):
+        build_plan(make_config({}, {"models": ["tiny"], "formats": ["f16"], "options": {name: [value]}}), 1)

@@ -89,3 +89,41 @@ def test_speedups_and_table():
     assert csv.splitlines()[0].count("metrics.tokens_per_s.median") == 1 and "samples" not in csv
     assert len(render(recs, "jsonl").splitlines()) == 4
     assert json.loads(render(recs, "json"))[1]["model"]["format"] == "tq2_0"
+
+
+def test_a_torn_last_line_is_set_aside_and_the_next_record_starts_a_fresh_line(tmp_path):
+    store = ResultsStore.create(tmp_path)
+    store.append(record("f16"))
+    with open(store.path, "a", encoding="utf-8") as fh:  # a crash (or a full disk) mid-write
+        fh.write(json.dumps(record("q4_0").to_dict())[:57])
+    store.append(record("tq2_0"))
+    again = ResultsStore.latest(tmp_path)
+    assert [r.model["format"] for r in again.records()] == ["f16", "tq2_0"]
+    assert again.finished_case_ids() == {"f16-tg4", "tq2_0-tg4"}
+    torn = store.path.with_suffix(".torn").read_text()
+    assert torn.startswith('{"run_id"') and len(torn) == 58  # kept, apart from the run file
+    assert read_records([tmp_path]) == [r.to_dict() for r in again.records()]
+
+
+def test_a_store_that_cannot_be_written_says_so_in_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BenchError, match="cannot write results to .*afile/sub: Not a directory"):
+        ResultsStore.check_writable(tmp_path / "afile" / "sub")
+    store = ResultsStore(tmp_path / "afile" / "run-x.jsonl", "x")
+    with pytest.raises(BenchError, match="cannot append a record to"):
+        store.append(record("f16"))
+
+
+HOSTILE = "evil\x1b]0;pwned\x07|x\r\n[bold red]y[/] ![img](http://x/y.png) <b>"
+
+
+def test_untrusted_names_are_inert_in_the_terminal_table_and_the_failures_list():
+    ok, bad = record("f16", 100.0), record("q4_0", status="failed")
+    ok.model["name"] = HOSTILE
+    bad.error = HOSTILE
+    md = render([ok, bad], "md")
+    assert "\x1b" not in md and "\x07" not in md and "\r" not in md
+    table = [line for line in md.splitlines() if line.startswith("| evil")]
+    assert len(table) == 1 and table[0].count(" | ") == md.splitlines()[0].count(" | ")  # one row, same columns
+    assert "![img]" not in md and "<b>" not in md
+    assert md.splitlines()[-1].startswith("- tiny q4_0 tg4: evil") and "pwned" in md.splitlines()[-1]  # one line

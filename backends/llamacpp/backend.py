@@ -64,12 +64,13 @@ class LlamaCppBackend:
     libraries: ClassVar[tuple[str, ...]] = ("llama-cpp-python",)
     # llama-bench's defaults, except that every value is set explicitly and recorded.
     options: ClassVar[dict[str, Option]] = {
-        "n_batch": Option(int, 2048, "logical batch: most tokens per llama_decode call"),
-        "n_ubatch": Option(int, 512, "physical batch: most tokens per compute graph"),
-        "threads_batch": Option(int, None, "threads for prompt batches (default: the -t value)"),
+        "n_batch": Option(int, 2048, "logical batch: most tokens per llama_decode call", minimum=1),
+        "n_ubatch": Option(int, 512, "physical batch: most tokens per compute graph", minimum=1),
+        "threads_batch": Option(int, None, "threads for prompt batches (default: the -t value)", minimum=1),
         "flash_attn": Option(bool, True, "flash attention (llama-bench's auto turns it on for CPU)"),
         "mmap": Option(bool, True, "memory-map the model file instead of reading it into memory"),
-        "n_ctx": Option(int, None, "context size (default: depth + n_prompt + n_gen of the largest test)"),
+        "n_ctx": Option(int, None, "context size (default: depth + n_prompt + n_gen of the largest workload)",
+                        minimum=1),
     }
 
     def info(self) -> dict:

@@ -106,7 +106,7 @@ class OnnxBackend:
     libraries: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnx")
     options: ClassVar[dict[str, Option]] = {
         "accuracy_level": Option(int, 4, "MatMulNBits accuracy_level (4: int8 activations, its fast path)"),
-        "nbits_block": Option(int, 32, "MatMulNBits block size"),
+        "nbits_block": Option(int, 32, "MatMulNBits block size", minimum=16),
     }
 
     def info(self) -> dict:

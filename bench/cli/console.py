@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
 from tritbench.errors import ConfigError
+from tritbench.reports.units import inert
 
 err = Console(stderr=True)
 
@@ -29,3 +31,8 @@ def ints(text: str | None, name: str) -> list[int] | None:
         return [int(t) for t in items]
     except ValueError:
         raise ConfigError(f"{name} takes comma-separated integers, got '{text}'") from None
+
+
+def plain(value: object) -> Text:
+    """Text from a file or a record as a rich cell: never read as markup, control characters made inert."""
+    return Text(inert(value))

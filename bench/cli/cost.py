@@ -12,11 +12,12 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from tritbench.cli.console import err, stdout
+from tritbench.cli.console import err, plain, stdout
 from tritbench.costmodel.errors import CostModelError
 from tritbench.errors import ConfigError, read_user_text
-from tritbench.reports.units import fmt, si
+from tritbench.reports.units import fmt, inert, si
 
 _FLAGS = ("hidden", "layers", "ffn", "ffn_mats", "heads", "kv_heads", "head_dim", "vocab", "seq")
 
@@ -189,12 +190,13 @@ def render(report: dict, console: Console) -> None:
     bw = report["bandwidth_gbps"]
     sp = report["sparsity"]
     zeros = "—" if sp["zero_fraction"] is None else f"{100 * sp['zero_fraction']:.1f} %"
-    console.print(
-        f"[bold]{a['name']}[/] ({a['source']}): hidden {a['hidden']}, {a['layers']} layers, ffn {a['ffn']} x"
+    # names and sources come from model files: printed as plain text, never as markup
+    console.print(Text(inert(a["name"]), style="bold") + plain(
+        f" ({a['source']}): hidden {a['hidden']}, {a['layers']} layers, ffn {a['ffn']} x"
         f"{a['ffn_mats']}, heads {a['heads']}/{a['kv_heads']} x {a['head_dim']}, vocab {a['vocab']}, seq {a['seq']}, "
         f"{si(a['n_params'], '').strip()} params"
-    )
-    console.print(f"energy table {report['node']}; zero weights {zeros} ({sp['source']})")
+    ))
+    console.print(plain(f"energy table {report['node']}; zero weights {zeros} ({sp['source']})"))
     console.print(
         f"BitNet papers' model, arithmetic of one {p['seq']}-token sequence: FP16 {si(p['fp16_joules'], 'J')}, "
         f"ternary {si(p['ternary_joules'], 'J')}, {p['ratio']:.1f}x; per operation {report['per_op_ratio']:.1f}x"
@@ -245,9 +247,9 @@ def _measured_table(rows: list[dict]) -> Table:
         t.add_column(name, justify="left" if name in ("backend", "model", "format", "test", "note") else "right")
     for r in rows:
         t.add_row(
-            str(r["backend"] or "—"), str(r["model"]), str(r["format"]), str(r["test"]),
+            plain(r["backend"] or "—"), plain(r["model"]), plain(r["format"]), plain(r["test"]),
             fmt(r["tokens_per_s"], "{:,.1f}"),
             fmt(r["roofline_tokens_per_s"], "{:,.1f}"), fmt(r["pct_of_roofline"], "{:.1f} %"),
-            si(r["modelled_j_per_token"], "J"), si(r["measured_j_per_token"], "J"), r["note"] or "",
+            si(r["modelled_j_per_token"], "J"), si(r["measured_j_per_token"], "J"), plain(r["note"] or ""),
         )
     return t

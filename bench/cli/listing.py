@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from tritbench import plugin
-from tritbench.cli.console import stdout
+from tritbench.cli.console import plain, stdout
 from tritbench.errors import ConfigError
+from tritbench.reports.units import inert
 
 app = typer.Typer(no_args_is_help=True, help="List what this installation has.")
 
@@ -22,9 +24,9 @@ def list_backends() -> None:
         try:
             cls = plugin.load(name)
         except ConfigError as exc:
-            backends.add_row(name, f"[red]{exc}[/]", "")
+            backends.add_row(plain(name), Text(inert(exc), style="red"), "")
             continue
-        backends.add_row(name, ", ".join(cls.formats), ", ".join(cls.workload_kinds))
+        backends.add_row(plain(name), plain(", ".join(cls.formats)), plain(", ".join(cls.workload_kinds)))
         for key, o in cls.options.items():
-            options.add_row(name, key, "auto" if o.default is None else str(o.default), o.help)
+            options.add_row(plain(name), plain(key), plain("auto" if o.default is None else o.default), plain(o.help))
     stdout().print(backends, options)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from tritbench import machine as fingerprinting
 from tritbench import plugin
-from tritbench.cli.console import err, stdout
+from tritbench.cli.console import err, plain, stdout
 
 
 def machine(
@@ -35,5 +35,5 @@ def machine(
     table = Table("field", "value", show_header=False, box=box.SIMPLE, padding=(0, 1), pad_edge=False)
     for section, values in info.items():
         for k, v in values.items():
-            table.add_row(f"{section}.{k}", json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+            table.add_row(plain(f"{section}.{k}"), plain(json.dumps(v) if isinstance(v, (dict, list)) else v))
     stdout().print(table)

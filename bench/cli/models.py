@@ -9,7 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from tritbench.cli.console import err, split, stdout
+from tritbench.cli.console import err, plain, split, stdout
 
 app = typer.Typer(no_args_is_help=True, help="Synthetic model presets and model files.")
 
@@ -65,5 +65,5 @@ def models_info(
         return
     table = Table("field", "value", show_header=False)
     for k, v in info.items():
-        table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+        table.add_row(plain(k), plain(json.dumps(v) if isinstance(v, (dict, list)) else v))
     stdout().print(table)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from tritbench.cli.console import err, ints, split
+from tritbench.cli.console import err, ints, plain, split
 from tritbench.errors import ConfigError
 from tritbench.execute.session import RunEvents, RunInterrupted, run_session
 from tritbench.plan.suite import load_suite, make_config
@@ -40,6 +42,10 @@ def _options(values: list[str] | None) -> dict[str, list] | None:
     return out
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 class TerminalEvents(RunEvents):
     """Steps as spinners, warnings in yellow, and a progress bar over the children (all on stderr)."""
 
@@ -48,16 +54,17 @@ class TerminalEvents(RunEvents):
         self.task = None
 
     def step(self, message: str):
-        return err.status(message)
+        return err.status(plain(message))
 
     def warning(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+        err.print(Text("warning: ", style="yellow") + plain(message), soft_wrap=True)
 
     def resumed(self, path: Path, skipped: int) -> None:
-        err.print(f"resuming {path}: {skipped} finished cases skipped")
+        err.print(plain(f"resuming {path}: {skipped} finished cases skipped"))
 
     def started(self, children: int) -> None:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        label = TextColumn("{task.description}", markup=False)  # labels hold model names: plain text
+        columns = (label, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         self.progress = Progress(*columns, console=err, transient=True)
         self.progress.start()
         self.task = self.progress.add_task("running", total=children)
@@ -113,15 +120,22 @@ def run(
     }
     cfg = make_config(load_suite(suite), overrides)
     events = TerminalEvents()
+    # SIGTERM (a CI job cancelled, `kill`) ends the run as Ctrl-C does: children stopped, finished cases kept.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = run_session(cfg, resume=resume, events=events)
     except RunInterrupted as exc:
         events.close()
-        err.print(f"{exc}; `bench run ... --resume` continues")
+        err.print(plain(f"{exc}; `bench run ... --resume` continues"))
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        events.close()
+        err.print("interrupted before any case ran: nothing was measured")
         raise typer.Exit(130) from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         events.close()
     sys.stdout.write(render(outcome.records, cfg.output))
-    err.print(f"results: {outcome.path}")
+    err.print(plain(f"results: {outcome.path}"))
     if outcome.failed:
         raise typer.Exit(1)

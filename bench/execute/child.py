@@ -8,6 +8,8 @@ measured even if the backend crashes. It imports only what it measures with (tes
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,10 +17,22 @@ from pathlib import Path
 import numpy as np
 
 from tritbench import plugin
-from tritbench.execute.job import ERROR_TAG, ChildResult, GenerationJob, Job, KernelJob, WorkloadResult
+from tritbench.execute.job import ERROR_TAG, PARENT_ENV, ChildResult, GenerationJob, Job, KernelJob, WorkloadResult
 from tritbench.measure.energy import select_meter
 from tritbench.measure.memory import PhaseMemory, merge_peaks, ru_maxrss_bytes
 from tritbench.plan.workloads import Workload
+
+
+def die_with_parent() -> None:
+    """Linux: the kernel kills this child when the runner that started it dies, however it dies (a killed
+    runner must not leave a child keeping a core busy); and if the runner is already gone, stop now."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG (linux/prctl.h)
+    parent = os.environ.get(PARENT_ENV)
+    if parent and parent.isdigit() and os.getppid() != int(parent):
+        sys.exit(4)
 
 
 def current_rss_bytes() -> int:
@@ -166,6 +180,7 @@ def main(job_path: str) -> int:
 
 
 if __name__ == "__main__":
+    die_with_parent()
     try:
         sys.exit(main(sys.argv[1]))
     except Exception as exc:  # reported to the parent through stderr and the exit code

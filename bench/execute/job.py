@@ -18,6 +18,7 @@ from typing import ClassVar
 from tritbench.plan.workloads import Workload
 
 ERROR_TAG = "tritbench-worker-error:"  # how a failed child's last stderr line tells the parent what went wrong
+PARENT_ENV = "TRITBENCH_PARENT_PID"  # the runner's pid, so that a child whose runner is gone stops at once
 
 
 @dataclass

@@ -9,6 +9,7 @@ warmups, then this round's repetitions.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from tritbench import machine, plugin
 from tritbench.analysis.metrics import kernel_metrics, llm_metrics
-from tritbench.execute.job import ERROR_TAG, ChildResult, GenerationJob, Job, KernelJob
+from tritbench.execute.job import ERROR_TAG, PARENT_ENV, ChildResult, GenerationJob, Job, KernelJob
 from tritbench.execute.limits import memory_cgroup, remove_cgroup, wrap
 from tritbench.measure.bandwidth import last_level_cache_bytes
 from tritbench.measure.memory import merge_peaks
@@ -34,10 +35,25 @@ COLD_FLOOR_BYTES = 64 << 20
 # A kernel repetition repeats the call until it lasts this long (one call can take microseconds).
 KERNEL_MIN_REP_S = 0.2
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# A child's job folder: tritbench-job-<runner pid>-<random>, so that folders of killed runners can be found.
+JOB_DIR_PREFIX = "tritbench-job-"
 
 
 def cold_bytes() -> int:
     return max(COLD_FLOOR_BYTES, COLD_LLC_MULTIPLE * (last_level_cache_bytes() or 0))
+
+
+def remove_orphaned_job_folders(root: Path | None = None) -> list[Path]:
+    """Remove the job folders of runners that no longer run (a runner killed by SIGKILL cannot clean up)."""
+    import psutil
+
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{JOB_DIR_PREFIX}*-*"):
+        pid = folder.name.removeprefix(JOB_DIR_PREFIX).partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 @dataclass
@@ -70,7 +86,7 @@ def run_child(job: Job, timeout: float, limits: dict | None = None) -> ChildOutc
 
     Thread pools that read the environment (OpenMP, BLAS) get the case's thread count; an edge
     profile's `limits` pin the child's CPUs and cap its memory."""
-    env = {**os.environ, **{k: str(job.n_threads) for k in THREAD_ENV}}
+    env = {**os.environ, **{k: str(job.n_threads) for k in THREAD_ENV}, PARENT_ENV: str(os.getpid())}
     if limits is None:
         return _run_child(job, timeout, env, None)
     cgroup, status = None, "not needed: no memory cap"
@@ -86,7 +102,7 @@ def run_child(job: Job, timeout: float, limits: dict | None = None) -> ChildOutc
 
 def _run_child(job: Job, timeout: float, env: dict, limit: Callable[[list[str]], list[str]] | None
                ) -> ChildOutcome:
-    with tempfile.TemporaryDirectory(prefix="tritbench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-") as tmp:
         job_path, result_path, log_path = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")
         job.result_path = str(result_path)
         job_path.write_text(job.to_json())
@@ -188,6 +204,7 @@ class Runner:
         return sum(1 for vr in self.runs if vr.open_workloads()) * self.rounds
 
     def run(self) -> list[Record]:
+        remove_orphaned_job_folders()
         per_round = reps_per_round(self.cfg.repetitions, self.rounds)
         try:
             for r, n_reps in enumerate(per_round):

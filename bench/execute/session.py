@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritbench import machine, plugin
+from tritbench.errors import ConfigError
 from tritbench.execute.runner import Runner, VariantRun
 from tritbench.plan.cases import Variant, build_plan, case_id
 from tritbench.plan.suite import RunConfig
@@ -61,7 +62,9 @@ def run_session(cfg: RunConfig, *, resume: bool = False, events: RunEvents | Non
     """Run `cfg` on this machine and write one record per case; see the module docstring."""
     events = events or RunEvents()
     variants = build_plan(cfg, machine.physical_cores())
+    ResultsStore.check_writable(Path(cfg.out))  # before hours of measuring, not after
     infos = _ensure_models(variants, events)
+    _check_context(variants, infos)
     store = ResultsStore.latest(Path(cfg.out)) if resume else ResultsStore.create(Path(cfg.out))
     finished = store.finished_case_ids() if resume else set()
     runs = []
@@ -111,6 +114,16 @@ def _ensure_models(variants: list[Variant], events: RunEvents) -> dict[str, dict
             with events.step(f"reading {Path(path).name}..."):
                 infos[path] = read_model_info(path).to_dict()
     return infos
+
+
+def _check_context(variants: list[Variant], infos: dict[str, dict]) -> None:
+    """Refuse workloads longer than a model's context (depth + prompt + generated tokens): the child would
+    allocate a KV cache for them and fail, or swap, after minutes of loading."""
+    for v in variants:
+        limit = infos.get(str(v.model.path), {}).get("n_ctx_train")
+        if limit and v.n_ctx > limit:
+            raise ConfigError(f"{v.model.name} ({v.model.format}): the workloads need {v.n_ctx} tokens of context "
+                              f"(depth + prompt + generation) but the model's context length is {limit}")
 
 
 def _idle_baseline(cfg: RunConfig, events: RunEvents):

@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass
 from tritbench.errors import ConfigError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB|K|M|G)?\s*$", re.IGNORECASE)
+# Below this a profile's memory cap cannot hold the interpreter, let alone a model (e.g. `memory = 1.5`, which
+# reads as 1.5 bytes).
+MIN_MEMORY_BYTES = 64 << 20
 _UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30,
           "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 
@@ -80,6 +83,9 @@ def parse_profiles(table: dict) -> dict[str, Profile]:
             if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < 1):
                 raise ConfigError(f"profiles.{name}.{key} must be an integer >= 1, got {spec[key]!r}")
         memory = parse_size(spec["memory"]) if "memory" in spec else None
+        if memory is not None and memory < MIN_MEMORY_BYTES:
+            raise ConfigError(f"profiles.{name}.memory must be at least 64 MiB, got {spec['memory']!r} "
+                              f"({memory} bytes; give a unit, e.g. 1.5GiB)")
         out[name] = Profile(name, spec.get("cpus"), memory, spec.get("threads"))
     return out
 

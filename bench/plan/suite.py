@@ -3,6 +3,7 @@ both, type-checked and validated into one `RunConfig`. Every default lives in su
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -19,6 +20,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 OUTPUTS = ("md", "csv", "json", "jsonl")
+# Bounds on values that parse but that no run can take: each child is a process, so a billion repetitions
+# is a billion processes (the plan alone would not fit in memory).
+MAX_REPETITIONS = 10_000
+MAX_WARMUPS = 1_000
+MAX_SEED = 2**63 - 1
 CACHE_MODES = ("cold", "hot")
 
 
@@ -59,10 +65,12 @@ class RunConfig:
         for name in ("backends", "models", "formats", "depth"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} is empty")
-        if self.repetitions < 1:
-            raise ConfigError(f"repetitions must be >= 1, got {self.repetitions}")
-        if self.warmups < 0:
-            raise ConfigError(f"warmups must be >= 0, got {self.warmups}")
+        if not 1 <= self.repetitions <= MAX_REPETITIONS:
+            raise ConfigError(f"repetitions must be between 1 and {MAX_REPETITIONS}, got {self.repetitions}")
+        if not 0 <= self.warmups <= MAX_WARMUPS:
+            raise ConfigError(f"warmups must be between 0 and {MAX_WARMUPS}, got {self.warmups}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be between 0 and 2**63-1, got {self.seed}")
         if self.rounds is not None and not 1 <= self.rounds <= self.repetitions:
             raise ConfigError(f"rounds must be between 1 and repetitions ({self.repetitions}), got {self.rounds}")
         for t in self.threads:
@@ -88,10 +96,12 @@ class RunConfig:
 
         if self.energy not in METER_KINDS:
             raise ConfigError(f"unknown energy meter '{self.energy}' (known: {', '.join(METER_KINDS)})")
-        if self.idle_s < 0:
-            raise ConfigError(f"idle_s must be >= 0, got {self.idle_s}")
-        if self.timeout <= 0:
-            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if not (math.isfinite(self.idle_s) and self.idle_s >= 0):
+            raise ConfigError(f"idle_s must be a finite number of seconds >= 0, got {self.idle_s}")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigError(f"timeout must be a finite number of seconds > 0, got {self.timeout}")
+        if not self.out.strip():
+            raise ConfigError("out is empty: name a results folder")
 
     def workloads(self) -> list[Workload]:
         """Every workload asked for: llama-bench-style ones if pp/tg/pg are among `kinds` (driven by

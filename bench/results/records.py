@@ -74,10 +74,49 @@ class ResultsStore:
         path = runs[-1]
         return cls(path, path.stem.removeprefix("run-"))
 
+    @staticmethod
+    def check_writable(out_dir: Path) -> None:
+        """Create `out_dir` and write, sync and remove a probe file in it: a results folder that cannot take
+        records is refused (BenchError, one line) before anything is measured, not after."""
+        probe = Path(out_dir) / f".tritbench-probe-{os.getpid()}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            with open(probe, "w", encoding="utf-8") as fh:
+                fh.write("probe\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            probe.unlink()
+        except OSError as exc:
+            raise BenchError(f"cannot write results to {out_dir}: {exc.strerror or exc}") from None
+
     def append(self, record: Record) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record.to_dict(), allow_nan=False) + "\n")
+        """Append one record on a line of its own; flushed and synced before returning."""
+        line = json.dumps(record.to_dict(), allow_nan=False) + "\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._set_aside_torn_tail()
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise BenchError(f"cannot append a record to {self.path}: {exc.strerror or exc}") from None
+
+    def _set_aside_torn_tail(self) -> None:
+        """A last line cut short by a crash or a full disk is moved to `<run>.torn` (kept, never parsed) and
+        cut from the run file, so the next record starts on a fresh line instead of being glued to it."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) == b"\n":
+                return
+            fh.seek(0)
+            data = fh.read()
+            cut = data.rfind(b"\n") + 1
+            with open(self.path.with_suffix(".torn"), "ab") as side:
+                side.write(data[cut:] + b"\n")
+            fh.truncate(cut)
             fh.flush()
             os.fsync(fh.fileno())
 
