@@ -58,6 +58,7 @@ def read_model_info(path: str | os.PathLike[str], hash_cache: Path | None = None
     """
     file = _existing_file(path)
     layout = read_layout(file)
+    _check_fits(layout, file)
     meta = layout.metadata
     arch = meta.get("general.architecture")
     if not isinstance(arch, str):
@@ -83,6 +84,19 @@ def read_model_info(path: str | os.PathLike[str], hash_cache: Path | None = None
         n_ctx_train=_int_or_none(meta.get(f"{arch}.context_length")),
         spec=_spec(meta, file),
     )
+
+
+def _check_fits(layout, file: Path) -> None:
+    """Refuse a tensor larger than this machine's memory before its data is touched (hashed, mapped, loaded):
+    a crafted or sparse file can claim terabytes, and hashing it alone would take half an hour."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return  # no way to know here: the loader will say
+    for t in layout.tensors:
+        if t.nbytes > memory:
+            raise ModelError(f"tensor {t.name} claims {t.nbytes / 2**30:.1f} GiB, more than this machine's memory "
+                             f"({memory / 2**30:.1f} GiB): {file}")
 
 
 def _existing_file(path: str | os.PathLike[str]) -> Path:

@@ -33,6 +33,9 @@ _SCALAR_FORMATS = {
     0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
 }
 _STRING, _ARRAY, _UINT32 = 8, 9, 4
+# Real files nest arrays at most one deep (token lists, merges); a crafted one nesting thousands deep must
+# be refused, not recurse until Python gives up.
+MAX_ARRAY_DEPTH = 8
 # Lower bounds on an entry's size, so absurd counts are rejected before looping over them.
 _MIN_KV_BYTES = 8 + 4 + 1
 _MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8
@@ -232,18 +235,20 @@ def _read_value(cur: _Cursor, vtype: int) -> Any:
     raise _Corrupt(f"{cur.where}: unknown value type {vtype}")
 
 
-def _skip_value(cur: _Cursor, vtype: int) -> None:
+def _skip_value(cur: _Cursor, vtype: int, depth: int) -> None:
     if vtype == _STRING:
         length = cur.u64()
         cur.need(length)
         cur.pos += length
     elif vtype == _ARRAY:
-        _skip_array(cur)
+        _skip_array(cur, depth + 1)
     else:
         raise _Corrupt(f"{cur.where}: unknown array item type {vtype}")
 
 
-def _skip_array(cur: _Cursor) -> GGUFArray:
+def _skip_array(cur: _Cursor, depth: int = 0) -> GGUFArray:
+    if depth >= MAX_ARRAY_DEPTH:
+        raise _Corrupt(f"{cur.where}: arrays nested more than {MAX_ARRAY_DEPTH} deep")
     item_type, count = cur.u32(), cur.u64()
     if item_type in _SCALAR_FORMATS:
         nbytes = count * struct.calcsize(_SCALAR_FORMATS[item_type])
@@ -252,7 +257,7 @@ def _skip_array(cur: _Cursor) -> GGUFArray:
         return GGUFArray(item_type, count)
     cur.need(count * 8)  # every string or nested array starts with at least 8 bytes
     for _ in range(count):
-        _skip_value(cur, item_type)
+        _skip_value(cur, item_type, depth)
     return GGUFArray(item_type, count)
 
 

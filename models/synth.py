@@ -102,7 +102,12 @@ def synthesize_many(spec: ModelSpec, fmts: Iterable[str], cache: Path | None = N
     paths = {fmt: model_path(spec, fmt, cache) for fmt in map(check_format, fmts)}
     missing = {fmt: path for fmt, path in paths.items() if not path.exists()}
     if missing:
-        _write_formats(spec, missing)
+        try:
+            _write_formats(spec, missing)
+        except OSError as exc:  # a read-only, full or non-folder TRITBENCH_HOME: the user's set-up, one line
+            folder = next(iter(missing.values())).parent
+            raise ModelError(f"cannot write the synthesized model into {folder}: {exc.strerror or exc} "
+                             "(set TRITBENCH_HOME to a writable folder)") from None
     return paths
 
 

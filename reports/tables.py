@@ -63,11 +63,12 @@ class ReportData:
         return None
 
 
-def build_data(paths: Iterable[str | os.PathLike], bandwidth_gbps: float | None = None, node: str = "7nm"
-               ) -> ReportData:
-    """Read result files or folders (BenchError on missing paths or corrupt lines) and summarise them."""
+def build_data(paths: Iterable[str | os.PathLike], bandwidth_gbps: float | None = None, node: str = "7nm",
+               problems: list[str] | None = None) -> ReportData:
+    """Read result files or folders (BenchError on a missing path; unreadable lines are skipped and named in
+    `problems`) and summarise them."""
     paths = [os.fspath(p) for p in paths]
-    return from_records(read_records(paths), bandwidth_gbps, node, sources=paths)
+    return from_records(read_records(paths, problems), bandwidth_gbps, node, sources=paths)
 
 
 def from_records(records: list[dict], bandwidth_gbps: float | None = None, node: str = "7nm",

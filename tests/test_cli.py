@@ -174,3 +174,12 @@ def test_metadata_from_a_model_file_reaches_the_terminal_inert(tb_home, tmp_path
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout and "\r" not in proc.stdout
     assert "[bold red]x[/]" in proc.stdout  # shown as the text it is, not applied as markup
+
+
+def test_a_models_folder_that_cannot_be_written_is_one_line(tmp_path):
+    home = tmp_path / "home-is-a-file"
+    home.write_text("x")
+    out = tmp_path / "out"
+    proc = run_bench(["run", "-m", "tiny", "-f", "tq2_0", "--out", str(out)], home)
+    assert_clean_error(proc, "cannot write the synthesized model into", out)
+    assert "TRITBENCH_HOME" in proc.stderr

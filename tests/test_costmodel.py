@@ -260,7 +260,8 @@ def test_gguf_adapters_read_shape_and_sparsity(tiny_models):
 def _record(fmt: str, tps: float, **extra) -> dict:
     spec = get_preset("small").to_dict()
     rec = {
-        "schema": "tritbench.result/1", "status": "ok",
+        "schema": "tritbench.result/1", "status": "ok", "run_id": "r", "case_id": f"{fmt}-{tps}",
+        "backend": {"name": "llamacpp"}, "settings": {"n_threads": 1}, "machine": {"arch": "x86_64"},
         "model": {"format": fmt, "n_params": get_preset("small").n_params(), "name": "small", "spec": spec,
                   "embd_type": "f16", "output_type": "f16", "path": "/nowhere/small.gguf"},
         "workload": {"kind": "tg", "n_prompt": 0, "n_gen": 64, "depth": 0, "name": "tg64"},

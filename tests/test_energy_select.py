@@ -3,6 +3,7 @@ says for every kind why it cannot measure. On this machine (a VM) auto is unavai
 
 import importlib.util
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tritbench.measure.energy import METER_KINDS, EnergyReading, Meter, PyRaplMe
 from .energy_tree import (
     FIXTURES,
     build_acpi_power_meter,
+    build_ina226,
     build_intel_powercap,
     build_jetson_hwmon,
     build_pi_model,
@@ -173,3 +175,16 @@ def test_pyrapl_wrap_and_setup_failure_are_unavailable():
 
     broken = PyRaplMeter(Path("/"), module=fake_pyrapl([], None, PyRAPLCantRecordEnergyConsumption("PKG")))
     assert broken.reason == "pyrapl: pyRAPL.setup() failed: PyRAPLCantRecordEnergyConsumption: PKG"
+
+
+def test_labels_that_are_not_utf8_do_not_break_the_meter(tmp_path):
+    power = build_ina226(tmp_path)
+    (power.parent / "name").write_bytes(b"ina\xff\xfe226")  # a driver, or a captured tree, with odd bytes
+    (power.parent / "power1_label").write_bytes(b"VDD_\xc3(")
+    meter = select_meter("hwmon", tmp_path)
+    assert meter.available, meter.reason
+    meter.start()
+    time.sleep(0.1)
+    reading = meter.stop()
+    assert reading.joules is not None and reading.source.startswith("measured:hwmon")
+    assert "\ufffd" in reading.source + " ".join(reading.domains or {})

@@ -232,3 +232,30 @@ def test_info_is_a_frozen_record(tiny_files: dict[str, Path]) -> None:
     info = read_model_info(tiny_files["f16"])
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.name = "x"  # type: ignore[misc]
+
+
+def test_arrays_nested_without_end_are_refused_not_recursed(tmp_path: Path) -> None:
+    key = b"tokenizer.ggml.merges"
+    depth = 100_000  # far beyond Python's recursion limit
+    nested = struct.pack("<IIQ", 9, 9, 1) + struct.pack("<IQ", 9, 1) * depth + struct.pack("<IQ", 4, 0)
+    (tmp_path / "n.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+                                      + nested)
+    expect_error(tmp_path / "n.gguf", "arrays nested more than 8 deep")
+    shallow = struct.pack("<IIQ", 9, 9, 1) + struct.pack("<IQ", 4, 2) + struct.pack("<II", 7, 8)  # [[7, 8]]
+    (tmp_path / "s.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + struct.pack("<Q", len(key)) + key
+                                      + shallow + struct.pack("<Q", 20) + b"general.architecture"
+                                      + struct.pack("<IQ", 8, 5) + b"llama")
+    assert read_model_info(tmp_path / "s.gguf", hash_cache=tmp_path / "h.json").architecture == "llama"
+
+
+def test_a_tensor_larger_than_memory_is_refused_before_its_data_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "sparse.gguf"
+    writer = GGUFWriter(path, "llama")
+    shape = (1 << 20, 1 << 20)  # 4 TiB of f32, more than any machine this runs on
+    writer.add_tensor_info("token_embd.weight", shape, np.dtype(np.float32), 4 << 40)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    os.truncate(path, path.stat().st_size + (4 << 40) + 64)  # sparse: no disk used, but hashing would take ages
+    expect_error(path, "tensor token_embd.weight claims 4096.0 GiB, more than this machine's memory")

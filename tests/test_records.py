@@ -50,19 +50,59 @@ def test_store_round_trip_and_resume_ids(tmp_path):
     assert rec.schema == SCHEMA and rec.model["format"] == "f16"
 
 
-def test_a_line_cut_by_a_crash_is_skipped_but_other_garbage_is_an_error(tmp_path):
+def _corrupted_lines() -> dict[str, bytes]:
+    good = record().to_dict()
+    return {
+        "cut short": json.dumps(good).encode()[:40],
+        "not UTF-8": json.dumps(good).encode().replace(b"tiny", b"ti\xff\xfe"),
+        "deep nesting": b"[" * 100_000 + b"]" * 100_000,
+        "huge integer": b'{"schema": "tritbench.result/1", "n": ' + b"9" * 5000 + b"}",
+        "not an object": b"[1, 2, 3]",
+        "other schema": json.dumps({"schema": "other"}).encode(),
+        "no case_id": json.dumps({k: v for k, v in good.items() if k != "case_id"}).encode(),
+        "metrics a list": json.dumps({**good, "metrics": [1]}).encode(),
+        "odd status": json.dumps({**good, "status": "maybe"}).encode(),
+        "no workload name": json.dumps({**good, "workload": {"kind": "tg"}}).encode(),
+    }
+
+
+def test_every_corrupted_line_is_skipped_and_named_and_the_rest_is_read(tmp_path):
+    good = json.dumps(record("tq2_0").to_dict()).encode()
+    bad = _corrupted_lines()
     path = tmp_path / "run-x.jsonl"
-    good = json.dumps(record().to_dict())
-    path.write_text(good + "\n" + good[:40])
-    assert len(read_records([path])) == 1
-    path.write_text(good[:40] + "\n" + good + "\n")
-    with pytest.raises(BenchError, match="not a JSON record"):
-        read_records([path])
-    path.write_text(json.dumps({"schema": "other"}) + "\n")
-    with pytest.raises(BenchError, match="not a tritbench.result/1 record"):
-        read_records([path])
+    path.write_bytes(b"\n".join([good, *bad.values(), good.replace(b"tq2_0-tg4", b"other-case")]) + b"\n")
+    (tmp_path / "dir.jsonl").mkdir()  # a folder with a results file's name
+    problems: list[str] = []
+    recs = read_records([tmp_path], problems)
+    assert [r["case_id"] for r in recs] == ["tq2_0-tg4", "other-case"]
+    assert len(problems) == len(bad) + 1
+    assert problems[0].endswith("dir.jsonl: not a file")
+    for i, line in enumerate(problems[1:], 2):  # file and line of each bad line, in order
+        assert line.startswith(f"{path}:{i}: ")
+    assert "not UTF-8" in problems[2] and "'case_id' is missing" in problems[7]
     with pytest.raises(BenchError, match="no such results file"):
         read_records([tmp_path / "missing.jsonl"])
+
+
+def test_a_case_measured_again_keeps_its_newest_record(tmp_path):
+    store = ResultsStore.create(tmp_path)
+    store.append(record("f16"))
+    interrupted = record("tq2_0", status="failed")
+    store.append(interrupted)
+    store.append(record("tq2_0", 150.0))  # the same case, after --resume
+    again = store.records()
+    assert [(r.model["format"], r.status) for r in again] == [("f16", "ok"), ("tq2_0", "ok")]
+    assert len(read_records([tmp_path])) == 2 and store.finished_case_ids() == {"f16-tg4", "tq2_0-tg4"}
+
+
+def test_one_process_at_a_time_measures_into_a_run(tmp_path):
+    store = ResultsStore.create(tmp_path)
+    with store.lock():
+        with pytest.raises(BenchError, match="being measured by another bench run"):
+            with ResultsStore(store.path, store.run_id).lock():
+                pass
+    with store.lock():  # released
+        pass
 
 
 def test_load_results_flattens(tmp_path):

@@ -105,6 +105,9 @@ def test_describe_failure():
     log = "llama_model_load: loading\nsome/file.c:12: GGML_ASSERT(x) failed\nbacktrace line\n"
     assert describe_failure(-6, log) == "child killed by SIGABRT: some/file.c:12: GGML_ASSERT(x) failed"
     assert describe_failure(-11, "") == "child killed by SIGSEGV"
+    backtrace = ("ggml.c:1234: GGML_ASSERT(n_tokens <= n_batch) failed\n#0 0x7f in ggml_print_backtrace\n"
+                 "#1 0x7f in ggml_abort (error=...)\n#2 0x7f in llama_decode_failed_impl\n")
+    assert describe_failure(-6, backtrace).endswith("GGML_ASSERT(n_tokens <= n_batch) failed")
     tagged = "noise\ntritbench-worker-error: RuntimeError: llama.cpp could not load the model: x\n"
     expected = "child exited with code 3: RuntimeError: llama.cpp could not load the model: x"
     assert describe_failure(3, tagged) == expected

@@ -33,6 +33,14 @@ def ints(text: str | None, name: str) -> list[int] | None:
         raise ConfigError(f"{name} takes comma-separated integers, got '{text}'") from None
 
 
+def warn_skipped(problems: list[str], most: int = 10) -> None:
+    """Lines of results files that were skipped, one warning each (the first `most`), on stderr."""
+    for p in problems[:most]:
+        err.print(Text("warning: skipped ", style="yellow") + plain(p), soft_wrap=True)
+    if len(problems) > most:
+        err.print(Text(f"warning: {len(problems) - most} more unreadable lines skipped", style="yellow"))
+
+
 def plain(value: object) -> Text:
     """Text from a file or a record as a rich cell: never read as markup, control characters made inert."""
     return Text(inert(value))

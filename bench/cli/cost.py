@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tritbench.cli.console import err, plain, stdout
+from tritbench.cli.console import err, plain, stdout, warn_skipped
 from tritbench.costmodel.errors import CostModelError
 from tritbench.errors import ConfigError, read_user_text
 from tritbench.reports.units import fmt, inert, si
@@ -121,10 +121,13 @@ def _check_results(paths: list[Path] | None):
     for p in paths:
         if not p.exists():
             raise ConfigError(f"results file or folder not found: {p}")
+    problems: list[str] = []
     try:
-        return load_results(paths)
+        frame = load_results(paths, problems)
     except BenchError as exc:
         raise ConfigError(str(exc)) from None
+    warn_skipped(problems)
+    return frame
 
 
 def _probe() -> dict:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from tritbench.cli.console import warn_skipped
 from tritbench.costmodel.errors import CostModelError
 from tritbench.errors import BenchError, ConfigError
 
@@ -35,10 +36,12 @@ def report(
     for p in results:
         if not p.exists():
             raise ConfigError(f"results file or folder not found: {p}")
+    problems: list[str] = []
     try:
-        data = build_data(results, bandwidth, node)
+        data = build_data(results, bandwidth, node, problems)
     except CostModelError as exc:  # e.g. an unknown --node
         raise ConfigError(str(exc)) from None
+    warn_skipped(problems)
     text = render_html(data, title) if kind == "html" else render_markdown(data, title)
     if output is None:
         sys.stdout.write(text)

@@ -67,8 +67,10 @@ def describe_failure(returncode: int | None, log: str) -> str:
     """One line saying how a child ended and the most telling line of what it printed."""
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
     tagged = [ln[len(ERROR_TAG) :].strip() for ln in lines if ln.startswith(ERROR_TAG)]
-    telling = [ln for ln in lines if any(k in ln for k in ("GGML_ASSERT", "error", "Error", "failed", "abort"))]
-    detail = (tagged or telling or lines or [""])[-1][:300]
+    # the first telling line: what a backtrace prints after an assertion explains less than the assertion
+    asserts = [ln for ln in lines if "GGML_ASSERT" in ln or "Assertion" in ln]
+    telling = [ln for ln in lines if any(k in ln for k in ("error", "Error", "failed", "abort"))]
+    detail = (tagged[-1:] or asserts[:1] or telling[:1] or lines[-1:] or [""])[0][:300]
     if returncode is None:
         how = "child did not finish"
     elif returncode < 0:

@@ -66,7 +66,16 @@ def run_session(cfg: RunConfig, *, resume: bool = False, events: RunEvents | Non
     infos = _ensure_models(variants, events)
     _check_context(variants, infos)
     store = ResultsStore.latest(Path(cfg.out)) if resume else ResultsStore.create(Path(cfg.out))
-    finished = store.finished_case_ids() if resume else set()
+    with store.lock():  # one process measures into a run at a time: two --resume would run its cases twice
+        return _run(cfg, variants, infos, store, resume, events)
+
+
+def _run(cfg: RunConfig, variants: list[Variant], infos: dict[str, dict], store: ResultsStore, resume: bool,
+         events: RunEvents) -> RunOutcome:
+    problems: list[str] = []
+    finished = {r.case_id for r in store.records(problems) if r.status == "ok"} if resume else set()
+    for p in problems:
+        events.warning(f"skipped: {p}")
     runs = []
     for v in variants:
         info = infos.get(str(v.model.path), {})

@@ -50,9 +50,9 @@ def last_level_cache_bytes(root: Path | None = None) -> int | None:
     best: tuple[int, int] | None = None
     for index in sorted(base.glob("index*")):
         try:
-            level = int((index / "level").read_text())
-            kind = (index / "type").read_text().strip()
-            size = parse_cache_size((index / "size").read_text())
+            level = int((index / "level").read_text(errors="replace"))
+            kind = (index / "type").read_text(errors="replace").strip()
+            size = parse_cache_size((index / "size").read_text(errors="replace"))
         except (OSError, ValueError):
             continue
         if kind in ("Unified", "Data") and size and (best is None or level > best[0]):

@@ -55,7 +55,7 @@ class PhaseMemory:
     def snapshot(self) -> dict[str, int]:
         """Current and peak RSS; without a per-phase reset the peak is the process's lifetime peak."""
         try:
-            snap = parse_status((self.proc / "status").read_text())
+            snap = parse_status((self.proc / "status").read_text(errors="replace"))
         except OSError:
             snap = {}
         if "peak_rss_bytes" not in snap or not self.per_phase_peaks:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -120,18 +121,45 @@ class ResultsStore:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def records(self) -> list[Record]:
-        return [Record.from_dict(d) for d in read_records([self.path])] if self.path.exists() else []
+    def records(self, problems: list[str] | None = None) -> list[Record]:
+        """The run's current records (a case's newest), skipping unreadable lines (named in `problems`)."""
+        return [Record.from_dict(d) for d in read_records([self.path], problems)] if self.path.exists() else []
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's lock while measuring into it, so that a second `bench run --resume` of the same run
+        is refused instead of measuring its cases twice. The kernel releases it however the process ends."""
+        import fcntl
+
+        lock_path = self.path.with_suffix(".lock")
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "a+")
+        except OSError as exc:
+            raise BenchError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise BenchError(f"{self.path} is being measured by another bench run (it holds {lock_path})") from None
+        try:
+            yield
+        finally:
+            fh.close()
 
     def finished_case_ids(self) -> set[str]:
         return {r.case_id for r in self.records() if r.status == "ok"}
 
 
-def _jsonl_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+def _jsonl_files(paths: Iterable[str | os.PathLike], problems: list[str]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(p.glob("*.jsonl"))
+            for f in sorted(p.glob("*.jsonl")):
+                if f.is_file():
+                    files.append(f)
+                else:
+                    problems.append(f"{f}: not a file")
         elif p.is_file():
             files.append(p)
         else:
@@ -139,35 +167,67 @@ def _jsonl_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def read_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
-    """Every record in the given JSONL files or folders. A line cut short by a crash mid-write
-    (the last line only) is skipped; any other malformed line is an error."""
-    out: list[dict] = []
-    for path in _jsonl_files(paths):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for i, line in enumerate(lines, 1):
-            if not line.strip():
+# Keys every record has, with their types: a line without them is skipped with its file and line named.
+_SHAPE = {"run_id": str, "case_id": str, "status": str, "backend": dict, "model": dict, "workload": dict,
+          "settings": dict, "metrics": dict, "machine": dict}
+
+
+def _problem(rec: object) -> str | None:
+    """Why a parsed line is not a usable record, or None."""
+    if not isinstance(rec, dict) or rec.get("schema") != SCHEMA:
+        return f"not a {SCHEMA} record"
+    for key, kind in _SHAPE.items():
+        if not isinstance(rec.get(key), kind):
+            return f"'{key}' is missing or not a {kind.__name__}"
+    if rec["status"] not in ("ok", "failed"):
+        return f"unknown status {rec['status']!r}"
+    if not isinstance(rec["workload"].get("name"), str) or not isinstance(rec["backend"].get("name"), str):
+        return "'workload.name' or 'backend.name' is missing"
+    return None
+
+
+def read_records(paths: Iterable[str | os.PathLike], problems: list[str] | None = None) -> list[dict]:
+    """Every record in the given JSONL files or folders, one per case and run (a case measured again, after
+    an interrupt and --resume, keeps its newest record). A line that is not a whole, well-formed record (a
+    crash mid-write, a corrupted file) is skipped and named, as `file:line: why`, in `problems`."""
+    problems = problems if problems is not None else []
+    current: dict[tuple[str, str], dict] = {}
+    for path in _jsonl_files(paths, problems):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+            continue
+        for i, raw in enumerate(data.splitlines(), 1):
+            if not raw.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                if i == len(lines):
-                    continue
-                raise BenchError(f"{path}:{i}: not a JSON record") from None
-            if not isinstance(rec, dict) or rec.get("schema") != SCHEMA:
-                raise BenchError(f"{path}:{i}: not a {SCHEMA} record")
-            out.append(rec)
-    return out
+                rec = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                problems.append(f"{path}:{i}: not UTF-8 text")
+                continue
+            except (ValueError, RecursionError):  # bad JSON, an integer too long to convert, deep nesting
+                problems.append(f"{path}:{i}: not a JSON record (cut short or corrupted)")
+                continue
+            why = _problem(rec)
+            if why:
+                problems.append(f"{path}:{i}: {why}")
+                continue
+            key = (rec["run_id"], rec["case_id"])
+            current.pop(key, None)  # the newest record of a case takes the place of older ones ...
+            current[key] = rec  # ... at the end, in the order the cases were last written
+    return list(current.values())
 
 
-def load_results(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> pd.DataFrame:
+def load_results(paths: Iterable[str | os.PathLike] | str | os.PathLike, problems: list[str] | None = None
+                 ) -> pd.DataFrame:
     """Flatten result records into a DataFrame, one row per case, nested keys joined by dots
-    (`metrics.tokens_per_s.median`, `model.format`, ...)."""
+    (`metrics.tokens_per_s.median`, `model.format`, ...); lines skipped as unreadable are named in `problems`."""
     import pandas as pd  # here, not at the top: the measuring child imports this package and must not load it
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    records = read_records(paths)
+    records = read_records(paths, problems)
     if not records:
         return pd.DataFrame()
     return pd.json_normalize(records, sep=".")

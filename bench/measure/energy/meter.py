@@ -57,8 +57,9 @@ class MeterError(Exception):
 
 
 def read_text(path: Path) -> str:
-    """The default reader of sysfs files (tests may pass another that raises, e.g. PermissionError)."""
-    return path.read_text()
+    """The default reader of sysfs files (tests may pass another that raises, e.g. PermissionError). Labels are
+    free text a driver (or a captured tree) may fill with any bytes: undecodable ones become U+FFFD."""
+    return path.read_text(errors="replace")
 
 
 def read_int(read: Reader, path: Path) -> int:
