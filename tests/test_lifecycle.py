@@ -103,3 +103,24 @@ def test_only_folders_of_dead_runners_are_removed(tmp_path):
         folder.mkdir()
     assert remove_orphaned_job_folders(tmp_path) == [theirs]
     assert mine.exists() and other.exists() and not theirs.exists()
+
+
+def test_resume_after_sigkill_continues_from_the_journal(tb_home, tiny_models, tmp_path):
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    args = ["run", "-b", "slow", "-m", "tiny", "-f", "f16,tq2_0", "-p", "0", "-n", "8", "-r", "3", "--warmups", "0",
+            "--opt", "step_s=0.05", "--idle-s", "0", "--energy", "none", "--out", str(out)]
+    proc = start_bench(args, tb_home, tmp)
+    journal = lambda: next(out.glob("*.journal"), None) if out.exists() else None  # noqa: E731
+    assert wait_for(lambda: journal() and len(journal().read_bytes().splitlines()) >= 2)
+    proc.kill()  # after two children: round 0 of both variants is in the journal, no record is written
+    proc.communicate(timeout=30)
+    resumed = subprocess.run([sys.executable, "-m", "tritbench.cli", *args, "--resume"], capture_output=True,
+                             text=True, timeout=300, cwd=REPO,
+                             env={**os.environ, "TRITBENCH_HOME": str(tb_home), "PYTHONPATH": str(REPO),
+                                  "TRITBENCH_PLUGINS": PLUGINS, "TMPDIR": str(tmp)})
+    assert resumed.returncode == 0, resumed.stderr
+    assert "taken from the journal of the interrupted run" in resumed.stderr
+    records = read_jsonl(out)
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert all(len(r["metrics"]["tokens_per_s"]["samples"]) == 3 for r in records)
+    assert all(r["state"]["rounds"][0]["round"] == 0 for r in records)

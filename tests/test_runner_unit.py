@@ -158,3 +158,41 @@ def test_the_session_reports_through_its_events(tmp_path, monkeypatch):
     assert calls[0] == ("started", 2) and calls[1:] == [("done", "numpy/ternary-matrix/fp32/t1/cold")] * 2
     assert outcome.failed == 0 and len(outcome.records) == 1 and outcome.path.parent == tmp_path
     assert outcome.records[0].workload["name"] == "gemv 64x32"
+
+
+class Killed(BaseException):
+    """A SIGKILL, as far as the runner can tell: no except clause of its own runs."""
+
+
+def test_a_killed_run_resumes_from_the_rounds_its_journal_kept(tmp_path):
+    warnings: list[str] = []
+
+    def fresh_runs() -> list[VariantRun]:  # what the session builds on --resume: every case still open
+        return [VariantRun(gen_variant(f), {"sha256": f}, [PP, TG]) for f in ("f16", "tq2_0")]
+
+    first = FakeChild()
+    first_child = first.__call__
+
+    def killed_at_the_fourth(job, timeout, limits):
+        if len(first.jobs) == 3:
+            raise Killed
+        return first_child(job, timeout, limits)
+
+    runner = make_runner(tmp_path, fresh_runs(), killed_at_the_fourth)
+    with pytest.raises(Killed):
+        runner.run()
+    assert runner.store.records() == []  # nothing reached the run file: every case was still open
+    # the journal kept three children: f16 and tq2_0 of round 0, then tq2_0 of round 1 (the order rotates)
+    kept = [(e["variant"], e["round"]) for e in runner.journal.entries()]
+    assert [r for _, r in kept] == [0, 0, 1]
+
+    second = FakeChild()
+    resumed = Runner(runner.cfg, fresh_runs(), runner.store, {"id": "m"}, child=second, on_warning=warnings.append)
+    records = resumed.run()
+    # only what the journal lacks is measured: f16 rounds 1 and 2, tq2_0 round 2
+    assert [(Path(j.model_path).stem, j.reps) for j in second.jobs] == [("tiny-f16", 1), ("tiny-f16", 1),
+                                                                        ("tiny-tq2_0", 1)]
+    assert len(records) == 4 and all(len(r.metrics["tokens_per_s"]["samples"]) == 3 for r in records)
+    assert all([s["round"] for s in r.state["rounds"]] == [0, 1, 2] for r in records)
+    assert sorted(warnings) == ["llamacpp/tiny/f16/t1: 1 round(s) taken from the journal of the interrupted run",
+                                "llamacpp/tiny/tq2_0/t1: 2 round(s) taken from the journal of the interrupted run"]

@@ -101,8 +101,9 @@ class ChildResult:
 
     @classmethod
     def read(cls, path: Path) -> ChildResult | None:
-        if not path.exists():
-            return None
-        d = json.loads(path.read_text())
-        d["workloads"] = {k: WorkloadResult(**v) for k, v in d.get("workloads", {}).items()}
-        return cls(**d)
+        return cls.from_dict(json.loads(path.read_text())) if path.exists() else None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ChildResult:
+        d = {**d, "workloads": {k: WorkloadResult(**v) for k, v in d.get("workloads", {}).items()}}
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})

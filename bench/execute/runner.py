@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tritbench import machine, plugin
@@ -24,9 +24,10 @@ from tritbench.execute.job import ERROR_TAG, PARENT_ENV, ChildResult, Generation
 from tritbench.execute.limits import memory_cgroup, remove_cgroup, wrap
 from tritbench.measure.bandwidth import last_level_cache_bytes
 from tritbench.measure.memory import merge_peaks
-from tritbench.plan.cases import KernelVariant, Variant, case_id
+from tritbench.plan.cases import KernelVariant, Variant, case_id, variant_id
 from tritbench.plan.suite import RunConfig
 from tritbench.plan.workloads import Workload
+from tritbench.results.journal import Journal
 from tritbench.results.records import Record, ResultsStore
 
 # Cold kernel runs cycle through weight copies spanning this many last-level caches (at least the floor).
@@ -149,6 +150,11 @@ class VariantRun:
     layers: dict[str, dict] = field(default_factory=dict)  # per kernel workload: weight_bytes, copies, settings
     memory: dict[str, dict] = field(default_factory=dict)  # per workload: phase -> peak snapshot, over children
     written: set[str] = field(default_factory=set)
+    rounds_done: int = 0  # rounds taken from the journal of a killed run: they are not measured again
+
+    @property
+    def key(self) -> str:
+        return variant_id(self.variant, self.model_info.get("sha256"))
 
     def open_workloads(self) -> list[Workload]:
         return [w for w in self.pending if w.name not in self.written]
@@ -201,23 +207,30 @@ class Runner:
         self.rounds = cfg.rounds or cfg.repetitions
         self.records: list[Record] = []
         self.formats = {vr.variant.backend: plugin.load(vr.variant.backend).formats for vr in runs}
+        self.journal = Journal(store.path.with_suffix(".journal"))
+        self.per_round = reps_per_round(cfg.repetitions, self.rounds)
 
     def child_count(self) -> int:
-        return sum(1 for vr in self.runs if vr.open_workloads()) * self.rounds
+        return sum(self.rounds - vr.rounds_done for vr in self.runs if vr.open_workloads())
 
     def run(self) -> list[Record]:
         remove_orphaned_job_folders()
-        per_round = reps_per_round(self.cfg.repetitions, self.rounds)
+        self._replay()
         try:
-            for r, n_reps in enumerate(per_round):
+            for vr in self.runs:  # every round of these was in the journal: only the records are missing
+                if vr.open_workloads() and vr.rounds_done == self.rounds:
+                    self._finish(vr)
+            for r, n_reps in enumerate(self.per_round):
                 active = [vr for vr in self.runs if vr.open_workloads()]
                 if not active:
                     break
                 shift = r % len(active)
                 for i, vr in enumerate(active[shift:] + active[:shift]):
+                    if r < vr.rounds_done:
+                        continue
                     self._run_round(vr, r, n_reps, seed=self.cfg.seed * 1_000_003 + r * 1009 + i)
                     self.on_child_done(vr)
-                    if r == len(per_round) - 1:
+                    if r == len(self.per_round) - 1:
                         self._finish(vr)
         except KeyboardInterrupt:
             for vr in self.runs:
@@ -246,6 +259,37 @@ class Runner:
             cap = v.limits.get("memory_bytes")
             outcome.error += (f" (under profile {v.limits['name']}: {len(v.limits['cpus'])} CPUs"
                               + (f", memory cap {cap / (1 << 30):.2f} GiB)" if cap else ")"))
+        self.journal.append({"variant": vr.key, "round": r, "reps": n_reps, "state": state, "error": outcome.error,
+                             "result": asdict(outcome.result) if outcome.result else None,
+                             "plan": {"repetitions": self.cfg.repetitions, "rounds": self.rounds}})
+        self._absorb(vr, outcome, workloads, n_reps)
+
+    def _replay(self) -> None:
+        """Take the rounds a killed run measured from its journal: per variant, its rounds in order, as long as
+        every workload still to measure finished in them (a failed workload is measured again from round 0)."""
+        plan = {"repetitions": self.cfg.repetitions, "rounds": self.rounds}
+        by_variant: dict[str, list[dict]] = {}
+        for e in self.journal.entries():
+            if e.get("plan") == plan and isinstance(e.get("result"), dict):
+                by_variant.setdefault(e.get("variant"), []).append(e)
+        for vr in self.runs:
+            pending = vr.open_workloads()
+            for r, e in enumerate(by_variant.get(vr.key, []) if pending else []):
+                result = ChildResult.from_dict(e["result"])
+                done = result.workloads
+                if e.get("round") != r or e.get("reps") != self.per_round[r] or not all(
+                        w.name in done and len(done[w.name].reps) == e["reps"] and not done[w.name].error
+                        for w in pending):
+                    break
+                vr.states.append(e.get("state") or {"round": r})
+                self._absorb(vr, ChildOutcome(result, None), pending, e["reps"])
+                vr.rounds_done = r + 1
+            if vr.rounds_done:
+                self.on_warning(f"{vr.variant.label}: {vr.rounds_done} round(s) taken from the journal of the "
+                                "interrupted run")
+
+    def _absorb(self, vr: VariantRun, outcome: ChildOutcome, workloads: list[Workload], n_reps: int) -> None:
+        """What one child measured, added to its variant; workloads it did not finish get a failed record."""
         result = outcome.result or ChildResult()
         vr.backend_info = result.backend_info or vr.backend_info
         vr.settings = result.settings or vr.settings

@@ -74,6 +74,14 @@ class KernelVariant(Variant):
         return model
 
 
+def variant_id(variant: Variant, model_sha256: str | None) -> str:
+    """Identity of a variant (what one child loads): the case identity without the workload."""
+    key = {"backend": variant.backend, "model": variant.model.name, "format": variant.model.format,
+           "sha256": model_sha256, "n_threads": variant.n_threads, "options": variant.options,
+           "cache": variant.cache}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def case_id(variant: Variant, workload: Workload, model_sha256: str | None) -> str:
     """Identity of a case for --resume: same backend, model contents, settings and workload."""
     key = {

@@ -69,10 +69,12 @@ class ResultsStore:
     @classmethod
     def latest(cls, out_dir: Path) -> ResultsStore:
         """The most recent run in `out_dir`, to resume it."""
-        runs = sorted(Path(out_dir).glob("run-*.jsonl"), key=lambda p: p.stat().st_mtime)
+        # a run killed before its first record has only its journal (tritbench.results.journal)
+        found = [*Path(out_dir).glob("run-*.jsonl"), *Path(out_dir).glob("run-*.journal")]
+        runs = sorted((p for p in found if p.is_file()), key=lambda p: p.stat().st_mtime)
         if not runs:
             raise BenchError(f"--resume: no run to resume in {out_dir}")
-        path = runs[-1]
+        path = runs[-1].with_suffix(".jsonl")
         return cls(path, path.stem.removeprefix("run-"))
 
     @staticmethod
