@@ -183,3 +183,16 @@ def test_a_models_folder_that_cannot_be_written_is_one_line(tmp_path):
     proc = run_bench(["run", "-m", "tiny", "-f", "tq2_0", "--out", str(out)], home)
     assert_clean_error(proc, "cannot write the synthesized model into", out)
     assert "TRITBENCH_HOME" in proc.stderr
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_130(monkeypatch, capsys):
+    import tritbench.cli as cli
+    import tritbench.cli.commands as commands
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "app", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 130 and capsys.readouterr().err == "bench: interrupted\n"

@@ -107,3 +107,12 @@ def test_bench_run_every_format_end_to_end(tmp_path, tb_home, tiny_models):
     assert {r["model"]["format"] for r in records} == set(FORMATS)
     bpw = {r["model"]["format"]: r["model"]["bits_per_weight"] for r in records}
     assert bpw == {"f16": 16.0, "q8_0": 8.5, "q4_0": 4.5, "tq1_0": 1.6875, "tq2_0": 2.0625}
+
+
+def test_a_context_smaller_than_the_workloads_is_named_plainly(tmp_path, tb_home, tiny_models):
+    out = tmp_path / "results"
+    proc = run_bench(["run", "-m", "tiny", "-f", "tq2_0", "-p", "32", "-n", "0", "-r", "1", "--warmups", "0",
+                      "--opt", "n_ctx=8", "--idle-s", "0", "--out", str(out)], tb_home)
+    assert proc.returncode == 1, proc.stderr
+    (rec,) = read_jsonl(out)
+    assert "n_ctx=8 is smaller than the 32 tokens the workloads need" in rec["error"]

@@ -187,10 +187,11 @@ def test_cli_bad_input_is_a_one_line_error(tmp_path):
 def test_cli_exit_code_2_through_main(tmp_path, monkeypatch, capsys):
     """As the lead registers it: tritbench.cli.main maps BenchError to exit 2 with one line."""
     import tritbench.cli as cli
+    import tritbench.cli.commands as commands
 
     app = typer.Typer()
     app.command("report")(report)
-    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(commands, "app", app)
     monkeypatch.setattr("sys.argv", ["bench", str(tmp_path / "nope")])
     with pytest.raises(SystemExit) as exc:
         cli.main()

@@ -101,6 +101,9 @@ class LlamaCppSession:
         self.model = llama_cpp.llama_model_load_from_file(model_path.encode(), mparams)
         if not self.model:
             raise RuntimeError(f"llama.cpp could not load the model: {model_path}")
+        if options["n_ctx"] and options["n_ctx"] < n_ctx:  # else llama.cpp fails later, with a counter mismatch
+            raise ValueError(f"n_ctx={options['n_ctx']} is smaller than the {n_ctx} tokens the workloads need "
+                             "(depth + prompt + generation)")
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = options["n_ctx"] or n_ctx
         cparams.n_batch = options["n_batch"]
