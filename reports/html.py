@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from tritbench.reports.tables import ReportData
-from tritbench.reports.units import fmt, si
+from tritbench.reports.units import fmt, inert, si
 
 # Provenance never shares a look: measured solid, estimated hatched, unavailable a labelled gap.
 PROVENANCE_STYLE = {
@@ -44,8 +44,9 @@ $body
 
 
 def e(value: object) -> str:
-    """Escape anything that came from results, for the page or a plotly label."""
-    return html.escape(str(value), quote=True)
+    """Escape anything that came from results, for the page or a plotly label (control characters, which
+    HTML does not allow, made inert too)."""
+    return html.escape(inert(value), quote=True)
 
 
 class _Figures:

@@ -196,3 +196,25 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_130(monkeypatch, capsys)
     with pytest.raises(SystemExit) as exc:
         cli.main()
     assert exc.value.code == 130 and capsys.readouterr().err == "bench: interrupted\n"
+
+
+def test_a_hostile_model_file_name_stays_inert_from_run_to_report(tb_home, tiny_models, tmp_path):
+    import shutil
+
+    name = "evil\x1b]0;pwned\x07[bold red]x |y| ![i](http:z) <b>"  # no "/": it is a file name
+    model = tmp_path / f"{name}.gguf"
+    shutil.copyfile(tiny_models["tq2_0"], model)
+    out = tmp_path / "out"
+    proc = run_bench(["run", "-m", str(model), "-p", "8", "-n", "4", "-r", "1", "--warmups", "0", "--idle-s", "0",
+                      "--out", str(out)], tb_home)
+    assert proc.returncode == 0, proc.stderr
+    for text in (proc.stdout, proc.stderr):
+        assert "\x1b" not in text and "\x07" not in text
+    (rec,) = read_jsonl(out)[:1]
+    assert rec["model"]["path"].endswith(f"{name}.gguf")  # the record keeps it as it is: printers take care
+    md = run_bench(["report", str(out), "--format", "md"], tb_home)
+    page = run_bench(["report", str(out), "-o", str(tmp_path / "r.html")], tb_home)
+    assert md.returncode == 0 and page.returncode == 0, md.stderr + page.stderr
+    assert "\x1b" not in md.stdout and "![i]" not in md.stdout and "<b>" not in md.stdout
+    html = (tmp_path / "r.html").read_text()
+    assert "\x1b" not in html and "<b>" not in html.split("<body", 1)[1].replace("<b>1.58", "")

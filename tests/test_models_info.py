@@ -259,3 +259,48 @@ def test_a_tensor_larger_than_memory_is_refused_before_its_data_is_read(tmp_path
     writer.close()
     os.truncate(path, path.stat().st_size + (4 << 40) + 64)  # sparse: no disk used, but hashing would take ages
     expect_error(path, "tensor token_embd.weight claims 4096.0 GiB, more than this machine's memory")
+
+
+# ---- fuzz: metadata as an attacker writes it --------------------------------------------------------------
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def _value(draw, vtype: int, depth: int) -> bytes:
+    if vtype in _SCALARS:
+        size = struct.calcsize(_SCALARS[vtype])
+        return draw(st.binary(min_size=size, max_size=size))
+    if vtype == 8:  # string: any bytes, any claimed length (sometimes a lie)
+        text = draw(st.binary(max_size=40))
+        length = draw(st.one_of(st.just(len(text)), st.integers(0, 2**64 - 1)))
+        return struct.pack("<Q", length) + text
+    item = draw(st.sampled_from([*_SCALARS, 8, 9, 99])) if depth < 12 else 4
+    count = draw(st.one_of(st.integers(0, 3), st.integers(0, 2**64 - 1)))
+    items = b"".join(_value(draw, item, depth + 1) for _ in range(min(count, 3)))
+    return struct.pack("<IQ", item, count) + items
+
+
+@st.composite
+def gguf_metadata(draw) -> bytes:
+    n_kv = draw(st.integers(0, 6))
+    claimed = draw(st.one_of(st.just(n_kv), st.integers(0, 2**64 - 1)))
+    body = b""
+    for _ in range(n_kv):
+        key = draw(st.one_of(st.sampled_from([b"general.architecture", b"general.name", b"llama.context_length",
+                                              b"tritbench.spec", b"tokenizer.ggml.tokens"]), st.binary(max_size=20)))
+        vtype = draw(st.sampled_from([*_SCALARS, 8, 9, 99]))
+        body += struct.pack("<Q", len(key)) + key + struct.pack("<I", vtype) + _value(draw, vtype, 0)
+    n_tensors = draw(st.one_of(st.just(0), st.integers(0, 2**64 - 1)))
+    return b"GGUF" + struct.pack("<IQQ", draw(st.sampled_from([2, 3, 4])), n_tensors, claimed) + body
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=gguf_metadata())
+def test_any_metadata_is_read_or_refused_in_one_line(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "fuzz.gguf"
+    path.write_bytes(data)
+    try:
+        info = read_model_info(path, hash_cache=tmp_path / "h.json")
+    except ModelError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert isinstance(info.architecture, str)
