@@ -40,7 +40,7 @@ class GGUFModelInfo:
     embd_type: str | None
     output_type: str | None
     file_bytes: int
-    sha256: str
+    sha256: str | None  # None: not computed (read_model_info(..., digest=False))
     n_vocab: int | None
     n_ctx_train: int | None
     spec: dict[str, Any] | None
@@ -50,11 +50,13 @@ class GGUFModelInfo:
         return dataclasses.asdict(self)
 
 
-def read_model_info(path: str | os.PathLike[str], hash_cache: Path | None = None) -> GGUFModelInfo:
+def read_model_info(path: str | os.PathLike[str], hash_cache: Path | None = None, digest: bool = True
+                    ) -> GGUFModelInfo:
     """Inspect the GGUF file at path; ModelError if it is missing, not GGUF, truncated or corrupt.
 
     The sha256 is cached in hash_cache (default: <cache_dir()>/sha256-cache.json) keyed by absolute
-    path, size and mtime, so a multi-GB file is hashed once.
+    path, size and mtime, so a multi-GB file is hashed once; `digest=False` skips it where only the shape and
+    format are needed (planning, the cost model), so a large file is not read in full for them.
     """
     file = _existing_file(path)
     layout = read_layout(file)
@@ -79,7 +81,7 @@ def read_model_info(path: str | os.PathLike[str], hash_cache: Path | None = None
         embd_type=types.get("token_embd.weight"),
         output_type=types.get("output.weight"),
         file_bytes=file.stat().st_size,
-        sha256=file_sha256(file, hash_cache),
+        sha256=file_sha256(file, hash_cache) if digest else None,
         n_vocab=_n_vocab(meta, arch),
         n_ctx_train=_int_or_none(meta.get(f"{arch}.context_length")),
         spec=_spec(meta, file),

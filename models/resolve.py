@@ -59,7 +59,7 @@ def resolve_model(
     if key in PRESETS:
         return _preset_variants(_with_types(PRESETS[key], embd_type, output_type), formats, cache)
     if _looks_like_path(ref):
-        info = read_model_info(ref)
+        info = read_model_info(ref, digest=False)  # the run reads it again, with its digest, once planned
         return [ModelVariant(info.name, info.format, Path(info.path), None)]
     raise ModelError(f"unknown model {ref!r}: not a preset ({', '.join(PRESETS)}) and no such file")
 

@@ -114,3 +114,14 @@ def test_bad_energy_table_keys(tmp_path):
     toml.write_text('[ops."7nm"]\nint8_add = 0.014\n')
     data = json.loads(invoke("-m", "tiny", "--no-probe", "--energy-table", str(toml), "--json").stdout)
     assert data["per_op_ratio"] == pytest.approx(0.5 / 0.014)
+
+
+def test_measured_names_are_printed_as_plain_text(tmp_path):
+    from .test_costmodel import _record
+
+    rec = _record("tq2_0", 150.0, metrics__read_bandwidth={"gbps": 20.0})
+    rec["model"]["name"] = "s\x1b]0;x\x07[b]m"  # short: the column is narrow
+    (tmp_path / "run-1.jsonl").write_text(json.dumps(rec) + "\n")
+    res = invoke("-m", "small", "--no-probe", "--results", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout and "[b]m" in res.stdout

@@ -129,3 +129,15 @@ def test_bench_machine_reads_the_tree_it_is_pointed_at(tb_home, tmp_path):
     assert info["machine"]["board"] == "Raspberry Pi 5 Model B Rev 1.0"
     assert info["machine"]["cpu_model"] == "Cortex-A76"
     assert info["state"]["cpu_mhz"] is None and info["state"]["cpufreq"].startswith("unavailable:")
+
+
+def test_bench_machine_prints_what_a_tree_holds_as_plain_text(tb_home, tmp_path):
+    from .conftest import run_bench
+
+    hostile = "Evil\x1b]0;pwned\x07 [bold red]CPU[/] [link=http://x]y[/link]"
+    write(tmp_path, "proc/cpuinfo", AARCH64_CPUINFO.replace("Features", f"model name\t: {hostile}\nFeatures", 1))
+    write(tmp_path, "proc/device-tree/model", "Raspberry Pi 5\x1b[2J\x00")
+    proc = run_bench(["machine", "--no-bandwidth"], tb_home, TRITBENCH_SYSFS_ROOT=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    assert "[bold red]CPU[/]" in proc.stdout  # the text as it is, not styled

@@ -304,3 +304,17 @@ def test_any_metadata_is_read_or_refused_in_one_line(tmp_path: Path, data: bytes
         assert "\n" not in str(exc)
     else:
         assert isinstance(info.architecture, str)
+
+
+def test_the_digest_is_computed_only_where_it_is_needed(tiny_files: dict[str, Path], monkeypatch, tmp_path) -> None:
+    hashed: list[Path] = []
+    monkeypatch.setattr(gguf_info, "_hash_file", lambda f: hashed.append(f) or "0" * 64)
+    info = read_model_info(tiny_files["tq2_0"], hash_cache=tmp_path / "h.json", digest=False)
+    assert info.sha256 is None and hashed == []
+    from tritbench.costmodel.adapters import read_gguf_arch
+    from tritbench.models import resolve_model
+
+    resolve_model(str(tiny_files["tq2_0"]), ["tq2_0"])
+    read_gguf_arch(tiny_files["tq2_0"])
+    assert hashed == []  # planning and the cost model read the shape only
+    assert read_model_info(tiny_files["tq2_0"], hash_cache=tmp_path / "h.json").sha256 == "0" * 64
