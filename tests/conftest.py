@@ -112,6 +112,7 @@ LAYERS = {
     "test_onnx_baselines.py": "integration",
     "test_onnx_disasm.py": "system",
     "test_onnx_op.py": "integration",
+    "test_paired.py": "unit",
     "test_profiles.py": "integration",
     "test_records.py": "unit",
     "test_reports.py": "unit",
