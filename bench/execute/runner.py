@@ -318,14 +318,15 @@ class Runner:
                 self._write_failed(vr, w, "child ended without measuring this workload")
 
     def _finish(self, vr: VariantRun) -> None:
+        cold = cold_bytes() if vr.variant.cache == "cold" else 0  # reads sysfs: once per variant
         for w in vr.open_workloads():
             metrics = case_metrics(vr, w, self.read_bandwidth.get(vr.variant.n_threads), self.idle)
             warnings = list(vr.warnings)
             layer = vr.layers.get(w.name)
-            if layer and vr.variant.cache == "cold" and layer["copies"] * layer["weight_bytes"] < cold_bytes():
+            if layer and layer["copies"] * layer["weight_bytes"] < cold:
                 span = layer["copies"] * layer["weight_bytes"] / (1 << 20)
                 warnings.append(f"cold: {layer['copies']} weight copies span only {span:.1f} MiB, less than "
-                                f"{cold_bytes() >> 20} MiB: weights may partly stay in cache")
+                                f"{cold >> 20} MiB: weights may partly stay in cache")
             if metrics["tokens_per_s"]["unstable"]:
                 warnings.append("unstable: tokens/s IQR above 5 % of the median or an outlier repetition")
             self._write(vr, w, "ok", None, metrics, warnings)

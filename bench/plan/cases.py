@@ -74,27 +74,25 @@ class KernelVariant(Variant):
         return model
 
 
+def _variant_key(variant: Variant, model_sha256: str | None) -> dict:
+    return {"backend": variant.backend, "model": variant.model.name, "format": variant.model.format,
+            "sha256": model_sha256, "n_threads": variant.n_threads, "options": variant.options,
+            "cache": variant.cache}
+
+
+def _digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def variant_id(variant: Variant, model_sha256: str | None) -> str:
     """Identity of a variant (what one child loads): the case identity without the workload."""
-    key = {"backend": variant.backend, "model": variant.model.name, "format": variant.model.format,
-           "sha256": model_sha256, "n_threads": variant.n_threads, "options": variant.options,
-           "cache": variant.cache}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return _digest(_variant_key(variant, model_sha256))
 
 
 def case_id(variant: Variant, workload: Workload, model_sha256: str | None) -> str:
-    """Identity of a case for --resume: same backend, model contents, settings and workload."""
-    key = {
-        "backend": variant.backend,
-        "model": variant.model.name,
-        "format": variant.model.format,
-        "sha256": model_sha256,
-        "n_threads": variant.n_threads,
-        "options": variant.options,
-        "workload": workload.name,
-        "cache": variant.cache,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Identity of a case for --resume: same backend, model contents, settings and workload (the keys are
+    sorted before hashing, so ids written by earlier versions stay valid)."""
+    return _digest({**_variant_key(variant, model_sha256), "workload": workload.name})
 
 
 def _backend_option_sets(backend_cls: type, options: dict[str, list]) -> list[dict]:
