@@ -1,7 +1,9 @@
-"""Synthetic ternary models: presets, deterministic GGUF synthesis, GGUF inspection and resolution."""
+"""Synthetic ternary models: presets (and their overrides), deterministic GGUF synthesis, GGUF inspection and
+resolution."""
 
 from .errors import ModelError
 from .gguf_info import GGUFModelInfo, read_model_info
+from .overrides import PresetRef, parse_ref, preset_spec
 from .presets import PRESETS, get_preset
 from .resolve import ModelVariant, resolve_model
 from .spec import ModelSpec
@@ -14,9 +16,12 @@ __all__ = [
     "ModelError",
     "ModelSpec",
     "ModelVariant",
+    "PresetRef",
     "cache_dir",
     "get_preset",
     "model_path",
+    "parse_ref",
+    "preset_spec",
     "read_model_info",
     "resolve_model",
     "synthesize",

@@ -1,14 +1,16 @@
-"""resolve_model(): turn a user's model reference (preset name or GGUF path) into concrete variants."""
+"""resolve_model(): turn a user's model reference (preset, preset with overrides, or GGUF path) into
+concrete variants."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
 from .gguf_info import read_model_info
+from .overrides import SEPARATOR, preset_name, preset_spec
 from .presets import PRESETS
 from .spec import ModelSpec
 from .synth import check_format, model_path, synthesize
@@ -49,27 +51,22 @@ def resolve_model(
     embd_type: str | None = None,
     output_type: str | None = None,
 ) -> list[ModelVariant]:
-    """Variants for ref: one per format for a preset name, or the one GGUF file ref points to.
+    """Variants for ref: one per format for a preset (`small`, or with overrides `small@layers=21`), or the
+    one GGUF file ref points to.
 
-    A preset name wins over a same-named file; a file's format is read from the file and formats is
-    ignored. `embd_type`/`output_type` change a preset's token-embedding and output tensor types (the
+    A reference whose part before any '@' names a preset wins over a same-named file (`./small@x.gguf` is
+    the file); a file's format is read from the file and formats is ignored. `embd_type`/`output_type`
+    change a preset's token-embedding and output tensor types, where ref does not set them itself (the
     variant's name then says so). Nothing is synthesized here: call ModelVariant.ensure() when needed.
     """
-    key = ref.strip().lower()
-    if key in PRESETS:
-        return _preset_variants(_with_types(PRESETS[key], embd_type, output_type), formats, cache)
+    if preset_name(ref) in PRESETS:
+        return _preset_variants(preset_spec(ref, embd_type, output_type), formats, cache)
     if _looks_like_path(ref):
         info = read_model_info(ref, digest=False)  # the run reads it again, with its digest, once planned
         return [ModelVariant(info.name, info.format, Path(info.path), None)]
+    if SEPARATOR in ref:
+        preset_spec(ref)  # neither a preset nor a file: raises, saying what is wrong with it as a reference
     raise ModelError(f"unknown model {ref!r}: not a preset ({', '.join(PRESETS)}) and no such file")
-
-
-def _with_types(spec: ModelSpec, embd_type: str | None, output_type: str | None) -> ModelSpec:
-    changes = {k: v for k, v in (("embd_type", embd_type), ("output_type", output_type)) if v and v != getattr(spec, k)}
-    if not changes:
-        return spec
-    suffix = "".join(f"_{k.split('_')[0]}-{v}" for k, v in changes.items())
-    return replace(spec, name=spec.name + suffix, **changes)
 
 
 def _preset_variants(spec: ModelSpec, formats: list[str], cache: Path | None) -> list[ModelVariant]:

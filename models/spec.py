@@ -23,6 +23,7 @@ MIN_VOCAB = N_SPECIAL_TOKENS + 5
 LINEAR_ALIGN = 256
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _INT_FIELDS = ("hidden", "layers", "ffn", "heads", "kv_heads", "vocab", "n_ctx")
+MAX_GGUF_UINT = 2**32 - 1  # GGUF metadata stores each of _INT_FIELDS as a uint32
 
 
 class Linear(NamedTuple):
@@ -162,6 +163,8 @@ def _check_ints(spec: ModelSpec) -> str | None:
         value = getattr(spec, field)
         if not _is_int(value) or value <= 0:
             return f"{field} ({value!r}) must be a positive integer"
+        if value > MAX_GGUF_UINT:
+            return f"{field} ({value}) must be at most {MAX_GGUF_UINT} (GGUF stores it as a uint32)"
     if not isinstance(spec.norm_eps, (int, float)) or isinstance(spec.norm_eps, bool) or spec.norm_eps <= 0:
         return f"norm_eps ({spec.norm_eps!r}) must be a positive number"
     return None

@@ -16,7 +16,12 @@ app = typer.Typer(no_args_is_help=True, help="Synthetic model presets and model 
 
 @app.command("list")
 def models_list() -> None:
-    """Show the synthetic model presets."""
+    """Show the synthetic model presets.
+
+    Wherever a preset name is taken, PRESET@FIELD=VALUE changes a field of it, and more @FIELD=VALUE may
+    follow: small@layers=21, tiny@hidden=512@ffn=1024. Fields: arch, hidden, layers, ffn, heads, kv_heads,
+    vocab, n_ctx, seed, embd_type, output_type.
+    """
     from tritbench.models import PRESETS
 
     table = Table(box=box.SIMPLE, padding=(0, 1), pad_edge=False)
@@ -31,17 +36,17 @@ def models_list() -> None:
 
 @app.command("synth")
 def models_synth(
-    presets: Annotated[str, typer.Argument(help="Preset names, comma-separated")],
+    presets: Annotated[str, typer.Argument(help="Presets (PRESET or PRESET@FIELD=VALUE...), comma-separated")],
     formats: Annotated[str, typer.Option("-f", "--formats")] = "f16,q8_0,q4_0,tq1_0,tq2_0",
     embd_type: Annotated[str | None, typer.Option("--embd-type", help="Token-embedding type")] = None,
     output_type: Annotated[str | None, typer.Option("--output-type", help="Output-matrix type")] = None,
 ) -> None:
     """Write (or find cached) GGUF files for presets; prints their paths."""
-    from tritbench.models import get_preset, resolve_model
+    from tritbench.models import preset_spec, resolve_model
     from tritbench.models.synth import synthesize_many
 
     for name in split(presets) or []:
-        get_preset(name)  # a file path is not a preset: say so rather than read it
+        preset_spec(name)  # a file path is not a preset: say so rather than read it
         variants = resolve_model(name, split(formats) or [], embd_type=embd_type, output_type=output_type)
         with err.status(f"synthesizing {variants[0].name}..."):
             paths = synthesize_many(variants[0].spec, [v.format for v in variants])
@@ -51,7 +56,7 @@ def models_synth(
 
 @app.command("info")
 def models_info(
-    model: Annotated[str, typer.Argument(help="A GGUF path, or a preset name with -f")],
+    model: Annotated[str, typer.Argument(help="A GGUF path, or a preset (PRESET or PRESET@FIELD=VALUE...) with -f")],
     fmt: Annotated[str, typer.Option("-f", "--format", help="Format, for a preset")] = "tq2_0",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
