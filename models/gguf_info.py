@@ -97,7 +97,7 @@ def _check_fits(layout, file: Path) -> None:
         return  # no way to know here: the loader will say
     for t in layout.tensors:
         if t.nbytes > memory:
-            raise ModelError(f"tensor {t.name} claims {t.nbytes / 2**30:.1f} GiB, more than this machine's memory "
+            raise ModelError(f"tensor {t.name!r} claims {t.nbytes / 2**30:.1f} GiB, more than this machine's memory "
                              f"({memory / 2**30:.1f} GiB): {file}")
 
 

@@ -198,7 +198,7 @@ def _walk(cur: _Cursor) -> GGUFLayout:
     )
     for tensor in sorted(tensors, key=lambda t: t.start):
         if tensor.end > cur.size:
-            raise _Short(f"tensor {tensor.name}", tensor.end)
+            raise _Short(f"tensor {tensor.name!r}", tensor.end)
     return GGUFLayout(version, metadata, alignment, data_offset, tensors)
 
 
@@ -209,9 +209,9 @@ def _walk_metadata(cur: _Cursor, n_kv: int) -> dict[str, Any]:
     for index in range(n_kv):
         cur.where = f"metadata key #{index}"
         key = cur.name()
-        cur.where = f"metadata key #{index} '{key}'"
+        cur.where = f"metadata key #{index} {key!r}"
         if key in metadata:
-            raise _Corrupt(f"duplicate metadata key '{key}'")
+            raise _Corrupt(f"duplicate metadata key {key!r}")
         metadata[key] = _read_value(cur, cur.u32())
     return metadata
 
@@ -272,9 +272,9 @@ def _walk_tensor_infos(
     for index in range(n_tensors):
         cur.where = f"tensor info #{index}"
         name = cur.name()
-        cur.where = f"tensor info #{index} '{name}'"
+        cur.where = f"tensor info #{index} {name!r}"
         if name in names:
-            raise _Corrupt(f"duplicate tensor '{name}'")
+            raise _Corrupt(f"duplicate tensor {name!r}")
         names.add(name)
         n_dims = cur.u32()
         if n_dims > MAX_DIMS:

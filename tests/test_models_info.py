@@ -184,8 +184,8 @@ def test_truncated_at_chosen_points(tiny_files: dict[str, Path], tmp_path: Path)
         30: "truncated GGUF file: metadata",
         5000: "metadata key #",  # inside the token list
         layout.data_offset - 40: "truncated GGUF file: tensor info #",
-        layout.data_offset + 10: "truncated GGUF file: tensor token_embd.weight ends at byte",
-        last.end - 1: f"tensor {last.name} ends at byte {last.end} but the file has {last.end - 1} bytes: ",
+        layout.data_offset + 10: "truncated GGUF file: tensor 'token_embd.weight' ends at byte",
+        last.end - 1: f"tensor {last.name!r} ends at byte {last.end} but the file has {last.end - 1} bytes: ",
     }
     for cut, fragment in cases.items():
         expect_error(truncated(source, cut, tmp_path), fragment)
@@ -258,7 +258,7 @@ def test_a_tensor_larger_than_memory_is_refused_before_its_data_is_read(tmp_path
     writer.write_ti_data_to_file()
     writer.close()
     os.truncate(path, path.stat().st_size + (4 << 40) + 64)  # sparse: no disk used, but hashing would take ages
-    expect_error(path, "tensor token_embd.weight claims 4096.0 GiB, more than this machine's memory")
+    expect_error(path, "tensor 'token_embd.weight' claims 4096.0 GiB, more than this machine's memory")
 
 
 # ---- fuzz: metadata as an attacker writes it --------------------------------------------------------------
