@@ -199,12 +199,16 @@ def state(sample_s: float = 0.25) -> dict:
     The load average lags by a minute and counts our own previous case, so the idle-core estimate
     comes from a short utilisation sample taken while this harness is idle.
     """
-    busy = psutil.cpu_percent(interval=sample_s, percpu=True)
+    times = psutil.cpu_times_percent(interval=sample_s, percpu=True)
+    # busy as psutil.cpu_percent counts it: everything but idle and iowait
+    busy = [round(max(0.0, 100.0 - t.idle - getattr(t, "iowait", 0.0)), 1) for t in times]
     logical = len(busy) or 1
     idle_cores = sum(max(0.0, 100.0 - b) for b in busy) / 100.0
     return {
         "loadavg": list(os.getloadavg()),
         "cpu_busy_percent": busy,
+        # time the hypervisor ran another guest on our vCPUs (Linux guests; absent elsewhere)
+        "steal_percent": [t.steal for t in times] if all(hasattr(t, "steal") for t in times) else None,
         "idle_cores": round(idle_cores, 2),
         "logical_cores": logical,
         **cpu_frequencies(),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 import plotly.graph_objects as go
 
-from tritbench.reports.tables import ReportData
+from tritbench.reports.tables import ReportData, speedup_note
 from tritbench.reports.units import fmt, inert, si
 
 # Provenance never shares a look: measured solid, estimated hatched, unavailable a labelled gap.
@@ -146,18 +146,21 @@ def _summary(data: ReportData) -> str:
             out.append(
                 f"<p><b>{e(r['test'])}</b> on {e(r['machine'])} / {e(r['backend'])} / {e(r['model'])}: "
                 f"{e(r['ternary_format'])} runs at {e(_tps(r['ternary_tokens_per_s']))} t/s against f16's "
-                f"{e(_tps(r['f16_tokens_per_s']))} t/s (<b>{e(_x(r['speedup']))}</b>), in a file "
+                f"{e(_tps(r['f16_tokens_per_s']))} t/s (<b>{e(r['speedup_text'])}</b>), in a file "
                 f"{e(_x(r['size_ratio']))} smaller; energy: f16 {e(r['f16_energy'])}, "
                 f"{e(r['ternary_format'])} {e(r['ternary_energy'])}.</p>")
         out.append(table(h, [
             ("machine", "machine", _s), ("backend", "backend", _s), ("model", "model", _s), ("test", "test", _s),
             ("n_threads", "threads", _s), ("f16_tokens_per_s", "f16 t/s", _tps),
             ("ternary_format", "1.58-bit format", _s), ("ternary_tokens_per_s", "1.58-bit t/s", _tps),
-            ("speedup", "speed-up", _x), ("size_ratio", "file size f16 / 1.58-bit", _x),
+            ("speedup_text", "speed-up", _s), ("size_ratio", "file size f16 / 1.58-bit", _x),
             ("f16_pct_of_roofline", "f16 % of roofline", _pct),
             ("ternary_pct_of_roofline", "1.58-bit % of roofline", _pct),
             ("f16_energy", "f16 energy", _s), ("ternary_energy", "1.58-bit energy", _s),
         ]))
+    note = speedup_note(data.cases, data.kernels)
+    if note:
+        out.append(f'<p class="note">{e(note)}</p>')
     out.append(f'<p class="note">{data.n_records} record(s): {data.n_ok} measured, '
                f"{len(data.failures)} failed; {len(data.machines)} machine(s).</p>")
     return "\n".join(out)
@@ -177,7 +180,7 @@ def _case_tables(data: ReportData) -> str:
             ("format", "format", _s), ("bits_per_weight", "bits/w", lambda v: fmt(v, "{:.2f}")),
             ("file_bytes", "file", _bytes), ("test", "test", _s), ("n_threads", "threads", _s),
             ("tokens_per_s", "t/s (median)", _tps), ("tokens_per_s_q1", "q1", _tps), ("tokens_per_s_q3", "q3", _tps),
-            ("speedup", "vs f16", _x), ("ttft_ms", "TTFT ms", lambda v: fmt(v, "{:.2f}")),
+            ("speedup_text", "vs f16", _s), ("ttft_ms", "TTFT ms", lambda v: fmt(v, "{:.2f}")),
             ("peak_rss_bytes", "peak RSS", _bytes), ("roofline_tokens_per_s", "roofline t/s", _tps),
             ("pct_of_roofline", "% of roofline", _pct), ("energy_kind", "energy", _s),
             ("j_per_token", "J/token", _joules), ("modelled_j_per_token", "modelled J/token", _joules),
@@ -197,7 +200,7 @@ def _kernel_table(df: pd.DataFrame) -> str:
         ("n_threads", "threads", _s), ("cache", "cache", _s), ("latency_ms", "latency ms", lambda v: fmt(v, "{:.4f}")),
         ("weight_gbps", "weight GB/s", lambda v: fmt(v, "{:.2f}")),
         ("read_gbps", "read GB/s", lambda v: fmt(v, "{:.2f}")),
-        ("pct_of_bandwidth", "% of read bandwidth", _pct), ("speedup", "vs baseline", _x),
+        ("pct_of_bandwidth", "% of read bandwidth", _pct), ("speedup_text", "vs baseline", _s),
         ("energy_kind", "energy", _s),
     ])
 
@@ -248,11 +251,13 @@ def _speed(data: ReportData, figures: _Figures) -> str:
         out.append(figures(fig))
     if c["speedup"].notna().any():
         sub = c[c["speedup"].notna()]
-        fig = go.Figure(_bars_by(sub, _case_key(sub, "format", "test"), "speedup", who[c["speedup"].notna()]))
+        fig = go.Figure(_bars_by(sub, _case_key(sub, "format", "test"), "speedup", who[c["speedup"].notna()],
+                                 ("speedup_lo", "speedup_hi")))
         fig.add_hline(y=1, line_dash="dot", annotation_text="f16")
-        fig.update_layout(title="Speed-up over f16 on the same machine and backend (machines side by side)",
-                          barmode="group", yaxis_title="× f16 tokens/s")
-        out.append(figures(fig, "Each machine is normalised by its own f16 run, so machines compare fairly."))
+        fig.update_layout(title="Speed-up over f16 on the same machine and backend, with its interval "
+                                "(machines side by side)", barmode="group", yaxis_title="× f16 tokens/s")
+        out.append(figures(fig, "Each machine is normalised by its own f16 run, so machines compare fairly. "
+                                + e(speedup_note(c) or "")))
     return "\n".join(out)
 
 

@@ -1,5 +1,5 @@
 """A compact markdown summary for a CI job summary: the headline, one line per case, energy provenance and
-failures. Cells come from results, so pipes and newlines are neutralised."""
+failures; every speed-up with its interval. Cells come from results, so pipes and newlines are neutralised."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from tritbench.reports.tables import ReportData
+from tritbench.reports.tables import ReportData, speedup_note
 from tritbench.reports.units import fmt, inert
 
 
@@ -18,14 +18,15 @@ def md_text(value: object) -> str:
 
 
 def md_table(df: pd.DataFrame, columns: Iterable[tuple[str, str, object]], hide_constant: bool = True,
-             pad: bool = False, right: set[str] | None = None) -> list[str]:
+             pad: bool = False, right: set[str] | None = None, keep: set[str] | None = None) -> list[str]:
     """(column, header, formatter) -> markdown lines. As llama-bench does, a column whose value never changes
-    (over two rows or more) is left out of the table and stated once above it (`hide_constant`). Numeric
-    columns (or those in `right`) are right-aligned; `pad` pads cells to the column width for a terminal."""
+    (over two rows or more) is left out of the table and stated once above it (`hide_constant`), except those
+    in `keep`. Numeric columns (or those in `right`) are right-aligned; `pad` pads cells to the column width
+    for a terminal."""
     columns = [c for c in columns if c[0] in df]
     fixed = []
     if hide_constant and len(df) > 1:
-        fixed = [c for c in columns if df[c[0]].astype(str).nunique() == 1]
+        fixed = [c for c in columns if df[c[0]].astype(str).nunique() == 1 and c[0] not in (keep or ())]
         columns = [c for c in columns if c not in fixed] or columns
     lines = []
     if fixed:
@@ -61,7 +62,7 @@ def render_markdown(data: ReportData, title: str = "tritbench report") -> str:
             ("machine", "machine", None), ("backend", "backend", None), ("model", "model", None),
             ("test", "test", None), ("f16_tokens_per_s", "f16 t/s", lambda v: fmt(v)),
             ("ternary_format", "1.58-bit", None), ("ternary_tokens_per_s", "1.58-bit t/s", lambda v: fmt(v)),
-            ("speedup", "speed-up", lambda v: fmt(v, "{:.2f}", "x")),
+            ("speedup_text", "speed-up", None),
             ("size_ratio", "smaller file", lambda v: fmt(v, "{:.2f}", "x")),
             ("ternary_energy", "1.58-bit energy", None),
         ])
@@ -71,7 +72,7 @@ def render_markdown(data: ReportData, title: str = "tritbench report") -> str:
         out += md_table(data.cases, [
             ("machine", "machine", None), ("backend", "backend", None), ("model", "model", None),
             ("format", "format", None), ("test", "test", None), ("tokens_per_s", "t/s", lambda v: fmt(v)),
-            ("speedup", "vs f16", lambda v: fmt(v, "{:.2f}", "x")),
+            ("speedup_text", "vs f16", None),
             ("pct_of_roofline", "% roofline", lambda v: fmt(v, "{:.1f}")), ("energy_kind", "energy", None),
         ])
         out.append("")
@@ -82,9 +83,12 @@ def render_markdown(data: ReportData, title: str = "tritbench report") -> str:
             ("test", "test", None), ("latency_ms", "latency ms", lambda v: fmt(v, "{:.4f}")),
             ("weight_gbps", "GB/s", lambda v: fmt(v, "{:.2f}")),
             ("pct_of_bandwidth", "% read bw", lambda v: fmt(v, "{:.1f}")),
-            ("speedup", "vs baseline", lambda v: fmt(v, "{:.2f}", "x")),
+            ("speedup_text", "vs baseline", None),
         ])
         out.append("")
+    note = speedup_note(data.cases, data.kernels)
+    if note:
+        out += [md_text(note), ""]
     if data.n_ok:
         both = pd.concat([data.cases, data.kernels], ignore_index=True)
         counts = both["energy_kind"].value_counts()

@@ -1,6 +1,6 @@
 """The pandas summaries every report printer shares: one tidy row per case, speed-ups over the f16 baseline
-on the same machine, energy with its provenance, roofline columns from the cost model, the cost model's
-projections by model size, machine fingerprints and failures.
+on the same machine (each with its interval, method and an unstable flag), energy with its provenance, roofline
+columns from the cost model, the cost model's projections by model size, machine fingerprints and failures.
 
 Pure over records: `from_records` does no I/O; `build_data` only reads the result files."""
 
@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tritbench.analysis.speedup import DEFAULT_CONFIDENCE, PAIRED, UNPAIRED, WIDE_FACTOR, Side, min_samples, speedup
 from tritbench.plugin import GENERATION_KINDS, KERNEL_KINDS, format_info
-from tritbench.reports.units import si
+from tritbench.reports.units import si, speedup_text
 from tritbench.results.records import read_records
 
 ENERGY_KINDS = ("measured", "estimated", "unavailable")
@@ -191,19 +192,74 @@ def _format_facts(df: pd.DataFrame, formats: pd.Series) -> tuple[pd.Series, pd.S
             pd.Series([b for _, b in facts], index=df.index, dtype=object))
 
 
-def _speedup(out: pd.DataFrame, value: str, higher_is_better: bool = True) -> pd.Series:
-    """`value` over that of the case's baseline format in its group (same machine, backend, model, test,
-    threads and settings); a baseline's own cases are 1.0. NaN where the group has no baseline case."""
-    result = pd.Series(np.nan, index=out.index)
+SPEEDUP_COLUMNS = ["speedup", "speedup_lo", "speedup_hi", "speedup_method", "speedup_n", "speedup_unstable",
+                   "speedup_text"]
+
+
+def _sides(df: pd.DataFrame, metric: str) -> list[Side | None]:
+    """Each row's samples of `metrics.<metric>` and what decides whether they pair with another row's."""
+    cols = {k: _col(df, f"metrics.{metric}.{k}", None) for k in ("samples", "median", "unstable")}
+    run, rounds, reps = (_col(df, c, None) for c in ("run_id", "settings.rounds", "settings.repetitions"))
+    return [Side.of({"samples": s, "median": None if pd.isna(m) else m, "unstable": u}, r, n, k)
+            for s, m, u, r, n, k in zip(cols["samples"], cols["median"], cols["unstable"], run, rounds, reps,
+                                        strict=True)]
+
+
+def _speedup(out: pd.DataFrame, df: pd.DataFrame, metric: str, higher_is_better: bool = True) -> pd.DataFrame:
+    """Each case over its baseline format's case in its group (same machine, backend, model, test, threads and
+    settings), with its interval (tritbench.analysis.speedup): paired over the rounds when the baseline ran in
+    the same run, else unpaired over the baseline's samples (pooled when several runs measured it). A baseline's
+    own cases are 1.0 ('baseline'); NaN where the group has no baseline case or a side has no samples."""
+    rows: dict[Any, dict] = {}
+    sides = dict(zip(out.index, _sides(df, metric), strict=True))
     for _, g in out.groupby(GROUP, dropna=False, sort=False):
-        by_format = g.groupby("format")[value].median()
         for i, row in g.iterrows():
-            base_fmt = row["baseline"] or row["format"]
-            base = by_format.get(base_fmt)
-            if base is None or not base or math.isnan(base) or math.isnan(row[value]):
+            side, base_fmt = sides[i], row["baseline"] or row["format"]
+            if side is None:
                 continue
-            result.loc[i] = row[value] / base if higher_is_better else base / row[value]
-    return result
+            if base_fmt == row["format"]:
+                rows[i] = {"speedup": 1.0, "speedup_method": "baseline"}
+                continue
+            bases = [sides[j] for j in g.index[g["format"] == base_fmt] if sides[j] is not None]
+            if not bases:
+                continue
+            same_run = [b for b in bases if b.run_id is not None and b.run_id == side.run_id]
+            s = speedup(same_run[-1] if same_run else Side.pool(bases), side, higher_is_better=higher_is_better)
+            rows[i] = {"speedup": s.ratio, "speedup_lo": s.lo, "speedup_hi": s.hi, "speedup_method": s.description,
+                       "speedup_n": s.n, "speedup_unstable": s.unstable}
+
+    def column(name: str, default: Any, dtype: Any) -> pd.Series:
+        return pd.Series([rows.get(i, {}).get(name, default) for i in out.index], index=out.index, dtype=dtype)
+
+    res = pd.DataFrame({
+        "speedup": column("speedup", np.nan, float), "speedup_lo": column("speedup_lo", np.nan, float),
+        "speedup_hi": column("speedup_hi", np.nan, float), "speedup_method": column("speedup_method", None, object),
+        "speedup_n": column("speedup_n", None, "Int64"), "speedup_unstable": column("speedup_unstable", False, bool),
+    }, index=out.index)
+    res["speedup_text"] = [speedup_text(r, lo, hi, u, reference=m == "baseline") for r, lo, hi, u, m in
+                           zip(res["speedup"], res["speedup_lo"], res["speedup_hi"], res["speedup_unstable"],
+                               res["speedup_method"], strict=True)]
+    return res
+
+
+def speedup_note(*frames: pd.DataFrame) -> str | None:
+    """One line for under a table of speed-ups: how their intervals were made and what the marks mean; None when no
+    frame holds a speed-up other than a baseline's own."""
+    rows = pd.concat([f for f in frames if len(f) and "speedup_method" in f], ignore_index=True) \
+        if any(len(f) and "speedup_method" in f for f in frames) else pd.DataFrame()
+    if len(rows):
+        rows = rows[rows["speedup_method"].notna() & (rows["speedup_method"] != "baseline")]
+    if not len(rows):
+        return None
+    how = sorted({m.split(",")[0] for m in rows["speedup_method"]})
+    how_text = ", else ".join({PAIRED: "paired over the rounds of one run", UNPAIRED: "unpaired bootstrap"}
+                              .get(m, m) for m in how)
+    parts = [f"Speed-ups with {DEFAULT_CONFIDENCE * 100:g} % intervals ({how_text})"]
+    if rows["speedup_lo"].isna().any():
+        parts.append(f"[no interval]: fewer than {min_samples(DEFAULT_CONFIDENCE)} rounds or samples per side")
+    if rows["speedup_unstable"].any():
+        parts.append(f"unstable: the interval spans more than {WIDE_FACTOR}x, or a side's samples are unstable")
+    return "; ".join(parts) + "."
 
 
 def format_rank(row: Mapping[str, Any]) -> tuple:
@@ -230,7 +286,7 @@ def _llm_cases(df: pd.DataFrame) -> pd.DataFrame:
         out[f"{phase}_rss_bytes"] = _num(sub, f"metrics.memory.{phase}.peak_rss_bytes")
     out["modelled_j_per_token"] = _num(sub, "cost.modelled_j_per_token")
     out["path"] = _col(sub, "model.path", "").fillna("").astype(str)
-    out["speedup"] = _speedup(out, "tokens_per_s") if len(out) else pd.Series(dtype=float)
+    out = out.join(_speedup(out, sub, "tokens_per_s"))
     return _ordered(out).reset_index(drop=True)
 
 
@@ -244,12 +300,13 @@ def _kernel_cases(df: pd.DataFrame) -> pd.DataFrame:
     out["weight_gbps"] = _num(sub, "metrics.weight_gbps.median")
     out["read_gbps"] = _num(sub, "metrics.read_bandwidth.gbps")
     out["pct_of_bandwidth"] = 100 * _num(sub, "metrics.bandwidth_fraction")
-    out["speedup"] = _speedup(out, "latency_ms", higher_is_better=False) if len(out) else pd.Series(dtype=float)
+    out = out.join(_speedup(out, sub, "latency_ms", higher_is_better=False))
     return _ordered(out).reset_index(drop=True)
 
 
 def headline(cases: pd.DataFrame) -> pd.DataFrame:
-    """Per machine, backend, model, test and settings: the baseline (f16) against the fastest 1.58-bit format."""
+    """Per machine, backend, model, test and settings: the baseline (f16) against the fastest 1.58-bit format, with
+    that format's speed-up and its interval."""
     rows = []
     if not len(cases):
         return pd.DataFrame()
@@ -265,7 +322,7 @@ def headline(cases: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             **dict(zip(GROUP, key, strict=True)), "kind": b["kind"],
             "f16_tokens_per_s": b["tokens_per_s"], "ternary_format": t["format"],
-            "ternary_tokens_per_s": t["tokens_per_s"], "speedup": t["tokens_per_s"] / b["tokens_per_s"],
+            "ternary_tokens_per_s": t["tokens_per_s"], **{c: t[c] for c in SPEEDUP_COLUMNS},
             "f16_file_bytes": b["file_bytes"], "ternary_file_bytes": t["file_bytes"],
             "size_ratio": b["file_bytes"] / t["file_bytes"] if t["file_bytes"] else np.nan,
             "f16_energy": _energy_text(b), "ternary_energy": _energy_text(t),

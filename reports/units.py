@@ -56,6 +56,31 @@ def count(n: Any) -> str:
     return str(int(n))
 
 
+def times(value: Any) -> str:
+    """A ratio: '2.45x' ('0.0031x' below 0.01, '123x' from 100 on)."""
+    if missing(value):
+        return "—"
+    value = float(value)
+    if value >= 100:
+        return f"{value:.0f}x"
+    return f"{value:.2f}x" if value >= 0.01 else f"{value:.2g}x"
+
+
+def interval_text(lo: Any, hi: Any, unstable: Any = False) -> str:
+    """A speed-up's interval: '[2.31x-2.60x]'; '[0.10x-50.00x], unstable' when it is wide or a side's samples are
+    unstable; '[no interval]' when there were too few values to bound it."""
+    span = "[no interval]" if missing(lo) or missing(hi) else f"[{times(lo)}-{times(hi)}]"
+    return span + (", unstable" if not missing(unstable) and bool(unstable) else "")
+
+
+def speedup_text(ratio: Any, lo: Any = None, hi: Any = None, unstable: Any = False, reference: bool = False) -> str:
+    """A speed-up with its interval, as every printer shows it: '2.45x [2.31x-2.60x]', '9.05x [0.10x-50.00x],
+    unstable', '2.45x [no interval]'; a baseline against itself (`reference`) is a bare '1.00x'."""
+    if missing(ratio):
+        return "—"
+    return times(ratio) if reference else f"{times(ratio)} {interval_text(lo, hi, unstable)}"
+
+
 def inert(value: Any) -> str:
     """Text from a model file or a record, safe to print in a terminal or a table cell: control characters
     (escape sequences, carriage returns, newlines) become spaces or '?', so nothing reaches the terminal raw."""

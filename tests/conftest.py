@@ -85,6 +85,7 @@ def import_or_skip(name: str) -> ModuleType:
 LAYERS = {
     "test_bandwidth.py": "unit",
     "test_cli.py": "integration",
+    "test_compare.py": "unit",
     "test_config.py": "unit",
     "test_conftest_helpers.py": "unit",
     "test_costmodel.py": "unit",
@@ -96,6 +97,8 @@ LAYERS = {
     "test_energy_run.py": "integration",
     "test_energy_sampling_cost.py": "integration",  # real sampling processes, timed in real seconds
     "test_energy_select.py": "unit",
+    "test_gate.py": "unit",  # the gate's schedule with a fake child in place of a process
+    "test_gate_cli.py": "integration",
     "test_kernel_backends.py": "integration",
     "test_kernels.py": "integration",
     "test_layout.py": "unit",
@@ -120,6 +123,7 @@ LAYERS = {
     "test_reports_browser.py": "system",
     "test_runner.py": "integration",
     "test_runner_unit.py": "unit",  # the Runner with a fake child in place of a process
+    "test_speedup.py": "unit",
     "test_stats.py": "unit",
     "test_worker_imports.py": "integration",
     "test_workloads.py": "unit",

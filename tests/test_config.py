@@ -17,7 +17,7 @@ def test_default_suite_is_the_documented_one():
     assert cfg.models == ["small"]
     assert cfg.formats == ["f16", "q4_0", "tq1_0", "tq2_0"]
     assert [w.name for w in cfg.workloads()] == ["pp128", "tg64"]
-    assert cfg.repetitions == 5 and cfg.warmups == 2
+    assert cfg.repetitions == 6 and cfg.warmups == 2
 
 
 def test_suite_file_and_overrides(tmp_path):

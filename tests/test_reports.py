@@ -13,12 +13,14 @@ import pytest
 import typer
 from plotly.offline import get_plotlyjs
 
+from tritbench.analysis.stats import summarize
 from tritbench.cli.report import report
 from tritbench.errors import ConfigError
 from tritbench.reports.html import render_html
 from tritbench.reports.markdown import render_markdown
 from tritbench.reports.tables import build_data, energy_provenance, from_records
-from tritbench.results.records import SCHEMA
+from tritbench.reports.terminal import render as terminal_render
+from tritbench.results.records import SCHEMA, Record
 
 TINY_SPEC = {"arch": "llama", "embd_type": "f16", "ffn": 512, "heads": 4, "hidden": 256, "kv_heads": 2, "layers": 2,
              "n_ctx": 512, "name": "tiny", "norm_eps": 1e-05, "output_type": "f16", "seed": 1234, "vocab": 1536}
@@ -270,3 +272,64 @@ def test_cli_reports_what_it_can_read_and_names_the_lines_it_skipped(tmp_path, c
     assert f"skipped {path}:{len(full_set()) + 1}: 'run_id' is missing" in err
     assert f"skipped {path}:{len(full_set()) + 2}: not a JSON record" in err
     assert "FP16 vs 1.58-bit" in (tmp_path / "r.md").read_text()
+
+
+# ---- speed-ups with their intervals ---------------------------------------------------------------------------
+
+def _measured(rec: dict, samples: list[float]) -> dict:
+    """A record with one sample per round, as `bench run` writes it (summarize's metric, the run's plan)."""
+    rec = copy.deepcopy(rec)
+    rec["metrics"]["tokens_per_s"] = summarize(samples)
+    rec["settings"].update(requested={"n_threads": 2}, repetitions=len(samples), rounds=len(samples), warmups=1)
+    return rec
+
+
+def test_speedups_carry_their_interval_in_every_printer():
+    """Eight rounds whose drift both formats share: tq2_0 is 2.5x f16 within +-2 % each round, so the paired
+    interval (k = 4 at 95 % with 8 pairs: the 4th smallest and largest Walsh averages) is [2.5 x 0.98, 2.5 x 1.02],
+    and its Hodges-Lehmann ratio 2.5 x sqrt(0.98 x 1.02). tq1_0 swings 10x between rounds: unstable. q4_0 ran 5
+    repetitions: unpaired with the 8 of f16, and 5 samples cannot bound a 95 % interval."""
+    drift = [1.0, 1.01, 0.99, 1.02, 0.98, 1.0, 1.01, 0.99]
+    f16 = _measured(llm_record("f16"), [100 * d for d in drift])
+    tq2 = _measured(llm_record("tq2_0"), [250 * d * (1.02 if i % 2 else 0.98) for i, d in enumerate(drift)])
+    tq1 = _measured(llm_record("tq1_0"), [150 * d * m for d, m in zip(drift, (0.3, 3, 1, 0.5, 2, 1, 0.4, 2.5),
+                                                                       strict=True)])
+    q4 = _measured(llm_record("q4_0"), [300.0] * 5)
+    data = from_records([f16, tq2, tq1, q4])
+    c = data.cases.set_index("format")
+    assert c.loc["tq2_0", "speedup_method"] == "paired, 8 rounds" and c.loc["tq2_0", "speedup_n"] == 8
+    assert c.loc["tq2_0", "speedup"] == pytest.approx(2.5 * math.sqrt(0.98 * 1.02))
+    assert c.loc["tq2_0", "speedup_lo"] == pytest.approx(2.5 * 0.98)
+    assert c.loc["tq2_0", "speedup_hi"] == pytest.approx(2.5 * 1.02)
+    assert not c.loc["tq2_0", "speedup_unstable"] and c.loc["tq1_0", "speedup_unstable"]
+    assert c.loc["q4_0", "speedup_method"] == "unpaired bootstrap, 8+5 samples"
+    assert math.isnan(c.loc["q4_0", "speedup_lo"]) and c.loc["q4_0", "speedup"] == pytest.approx(3.0)
+    assert c.loc["f16", "speedup_text"] == "1.00x"  # the baseline against itself
+    assert c.loc["tq2_0", "speedup_text"] == "2.50x [2.45x-2.55x]"
+    assert c.loc["q4_0", "speedup_text"] == "3.00x [no interval]"
+    assert c.loc["tq1_0", "speedup_text"].endswith("], unstable")
+    (head,) = data.headline.to_dict("records")
+    assert head["ternary_format"] == "tq2_0" and head["speedup_text"] == "2.50x [2.45x-2.55x]"
+
+    md = render_markdown(data)
+    assert "| tg16 | 100.0 | tq2_0 | 249.9 | 2.50x [2.45x-2.55x] |" in md  # the headline
+    assert "| q4_0 | 300.0 | 3.00x [no interval] |" in md and c.loc["tq1_0", "speedup_text"] in md
+    assert "Speed-ups with 95 % intervals (paired over the rounds of one run, else unpaired bootstrap)" in md
+    page = render_html(data)
+    assert "(<b>2.50x [2.45x-2.55x]</b>)" in page and "<td>3.00x [no interval]</td>" in page
+    assert "a side&#x27;s samples are unstable" in page
+    table = terminal_render([Record.from_dict(r) for r in (f16, tq2, tq1, q4)], "md")
+    row = next(ln for ln in table.splitlines() if "| tq2_0 " in ln)
+    assert row.rstrip(" |").endswith("| [2.45x-2.55x]           |  2.50x")
+    assert "| 95 % interval " in table and "fewer than 6 rounds or samples per side" in table
+
+
+def test_an_unpaired_speedup_pools_a_baseline_measured_in_several_runs():
+    f16_a = _measured(llm_record("f16"), [100.0] * 6)
+    f16_b = _measured(llm_record("f16"), [110.0] * 6) | {"run_id": "r0", "case_id": "tiny-f16-tg-r0"}
+    tq2 = _measured(llm_record("tq2_0"), [210.0] * 6) | {"run_id": "r9"}
+    c = from_records([f16_a, f16_b, tq2]).cases
+    (row,) = c[c["format"] == "tq2_0"].to_dict("records")
+    # 12 pooled f16 samples, median (100 + 110) / 2 = 105: exactly 2x, and a bootstrap over both runs
+    assert row["speedup"] == pytest.approx(2.0) and row["speedup_method"] == "unpaired bootstrap, 12+6 samples"
+    assert 210 / 110 == pytest.approx(row["speedup_lo"]) and row["speedup_hi"] == pytest.approx(210 / 100)

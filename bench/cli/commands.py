@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from tritbench.cli import listing, machine, models, run
+from tritbench.cli import compare, listing, machine, models, run
 from tritbench.cli.cost import cost
+from tritbench.cli.gate import gate
 from tritbench.cli.report import report
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark ternary (1.58-bit) LLMs.")
@@ -15,4 +16,5 @@ app.add_typer(listing.app, name="list")
 app.command("machine")(machine.machine)
 app.command("cost")(cost)
 app.command("report")(report)
-
+app.command("gate")(gate)
+app.command("compare")(compare.compare)

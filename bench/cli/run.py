@@ -79,44 +79,77 @@ class TerminalEvents(RunEvents):
             self.progress = None
 
 
+# The plan's flags, shared by `bench run` and `bench gate`.
+Suite = Annotated[Path | None, typer.Argument(help="Suite TOML file (default: the built-in suite)")]
+Backends = Annotated[str | None, typer.Option("-b", "--backends", help="Backends, comma-separated")]
+Models = Annotated[str | None, typer.Option("-m", "--models", help="Presets (preset@field=value) or GGUF paths")]
+Formats = Annotated[str | None, typer.Option("-f", "--formats", help="f16,q8_0,q4_0,tq1_0,tq2_0")]
+EmbdType = Annotated[str | None, typer.Option("--embd-type", help="Presets: token-embedding type")]
+OutputType = Annotated[str | None, typer.Option("--output-type", help="Presets: output-matrix type")]
+NPrompt = Annotated[str | None, typer.Option("-p", "--n-prompt", help="Prompt lengths (pp workloads)")]
+NGen = Annotated[str | None, typer.Option("-n", "--n-gen", help="Generation lengths (tg workloads)")]
+Pg = Annotated[list[str] | None, typer.Option("--pg", help="N_PROMPT,N_GEN (repeatable)")]
+Depth = Annotated[str | None, typer.Option("-d", "--depth", help="KV cache depths")]
+Kinds = Annotated[str | None, typer.Option("-w", "--workloads", help="Kinds: pp,tg,pg and/or gemv,gemm")]
+Shapes = Annotated[str | None, typer.Option("-s", "--shapes", help="Kernel shapes KxN or presets")]
+Rows = Annotated[str | None, typer.Option("-M", help="Kernel activation rows (gemm: M >= 2)")]
+Cache = Annotated[str | None, typer.Option("--cache", help="Kernel weights: cold, hot")]
+Threads = Annotated[str | None, typer.Option("-t", "--threads", help="Thread counts")]
+Profile = Annotated[str | None, typer.Option("--profile", help="Run as an edge device: pi5-like, ...")]
+Warmups = Annotated[int | None, typer.Option("--warmups", help="Warmup runs per child")]
+Opt = Annotated[list[str] | None, typer.Option("--opt", help="Backend option NAME=V1,V2 (repeatable)")]
+Out = Annotated[str | None, typer.Option("--out", help="Results folder")]
+Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds before a child is killed")]
+Energy = Annotated[str | None, typer.Option("--energy", help="Energy meter (auto, none, ...)")]
+
+
+def plan_overrides(backends, models, formats, embd_type, output_type, n_prompt, n_gen, pg, depth, kinds, shapes,
+                   rows, cache, threads, profile, warmups, opt, out, timeout, energy) -> dict:
+    """The plan flags' values as config overrides (None: not given)."""
+    return {
+        "backends": split(backends), "models": split(models), "formats": split(formats),
+        "embd_type": embd_type, "output_type": output_type, "profile": profile,
+        "n_prompt": ints(n_prompt, "-p"), "n_gen": ints(n_gen, "-n"), "pg": _pairs(pg),
+        "depth": ints(depth, "-d"), "threads": ints(threads, "-t"),
+        "kinds": split(kinds), "shapes": split(shapes), "M": ints(rows, "-M"), "cache": split(cache),
+        "warmups": warmups, "options": _options(opt), "out": out, "timeout": timeout, "energy": energy,
+    }
+
+
 def run(
-    suite: Annotated[Path | None, typer.Argument(help="Suite TOML file (default: the built-in suite)")] = None,
-    backends: Annotated[str | None, typer.Option("-b", "--backends", help="Backends, comma-separated")] = None,
-    models: Annotated[str | None, typer.Option("-m", "--models", help="Presets or GGUF paths")] = None,
-    formats: Annotated[str | None, typer.Option("-f", "--formats", help="f16,q8_0,q4_0,tq1_0,tq2_0")] = None,
-    embd_type: Annotated[str | None, typer.Option("--embd-type", help="Presets: token-embedding type")] = None,
-    output_type: Annotated[str | None, typer.Option("--output-type", help="Presets: output-matrix type")] = None,
-    n_prompt: Annotated[str | None, typer.Option("-p", "--n-prompt", help="Prompt lengths (pp workloads)")] = None,
-    n_gen: Annotated[str | None, typer.Option("-n", "--n-gen", help="Generation lengths (tg workloads)")] = None,
-    pg: Annotated[list[str] | None, typer.Option("--pg", help="N_PROMPT,N_GEN (repeatable)")] = None,
-    depth: Annotated[str | None, typer.Option("-d", "--depth", help="KV cache depths")] = None,
-    kinds: Annotated[str | None, typer.Option("-w", "--workloads", help="Kinds: pp,tg,pg and/or gemv,gemm")] = None,
-    shapes: Annotated[str | None, typer.Option("-s", "--shapes", help="Kernel shapes KxN or presets")] = None,
-    rows: Annotated[str | None, typer.Option("-M", help="Kernel activation rows (gemm: M >= 2)")] = None,
-    cache: Annotated[str | None, typer.Option("--cache", help="Kernel weights: cold, hot")] = None,
-    threads: Annotated[str | None, typer.Option("-t", "--threads", help="Thread counts")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="Run as an edge device: pi5-like, ...")] = None,
+    suite: Suite = None,
+    backends: Backends = None,
+    models: Models = None,
+    formats: Formats = None,
+    embd_type: EmbdType = None,
+    output_type: OutputType = None,
+    n_prompt: NPrompt = None,
+    n_gen: NGen = None,
+    pg: Pg = None,
+    depth: Depth = None,
+    kinds: Kinds = None,
+    shapes: Shapes = None,
+    rows: Rows = None,
+    cache: Cache = None,
+    threads: Threads = None,
+    profile: Profile = None,
     repetitions: Annotated[int | None, typer.Option("-r", "--repetitions", help="Repetitions per case")] = None,
-    warmups: Annotated[int | None, typer.Option("--warmups", help="Warmup runs per child")] = None,
+    warmups: Warmups = None,
     rounds: Annotated[int | None, typer.Option("--rounds", help="Rounds the repetitions are split over")] = None,
-    opt: Annotated[list[str] | None, typer.Option("--opt", help="Backend option NAME=V1,V2 (repeatable)")] = None,
-    out: Annotated[str | None, typer.Option("--out", help="Results folder")] = None,
+    opt: Opt = None,
+    out: Out = None,
     output: Annotated[str | None, typer.Option("-o", "--output", help="md, csv, json or jsonl")] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds before a child is killed")] = None,
-    energy: Annotated[str | None, typer.Option("--energy", help="Energy meter (auto, none, ...)")] = None,
+    timeout: Timeout = None,
+    energy: Energy = None,
     idle_s: Annotated[float | None, typer.Option("--idle-s", help="Idle-power baseline seconds (0: none)")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the random token traces")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the latest run in --out")] = False,
 ) -> None:
     """Run backends over models and workloads; write one JSON record per case under --out."""
     overrides = {
-        "backends": split(backends), "models": split(models), "formats": split(formats),
-        "embd_type": embd_type, "output_type": output_type, "profile": profile,
-        "n_prompt": ints(n_prompt, "-p"), "n_gen": ints(n_gen, "-n"), "pg": _pairs(pg),
-        "depth": ints(depth, "-d"), "threads": ints(threads, "-t"), "repetitions": repetitions,
-        "kinds": split(kinds), "shapes": split(shapes), "M": ints(rows, "-M"), "cache": split(cache),
-        "warmups": warmups, "rounds": rounds, "options": _options(opt), "out": out, "output": output,
-        "timeout": timeout, "seed": seed, "energy": energy, "idle_s": idle_s,
+        **plan_overrides(backends, models, formats, embd_type, output_type, n_prompt, n_gen, pg, depth, kinds,
+                         shapes, rows, cache, threads, profile, warmups, opt, out, timeout, energy),
+        "repetitions": repetitions, "rounds": rounds, "output": output, "idle_s": idle_s, "seed": seed,
     }
     cfg = make_config(load_suite(suite), overrides)
     events = TerminalEvents()

@@ -24,7 +24,7 @@ from tritbench.execute.job import ERROR_TAG, PARENT_ENV, ChildResult, Generation
 from tritbench.execute.limits import memory_cgroup, remove_cgroup, wrap
 from tritbench.measure.bandwidth import last_level_cache_bytes
 from tritbench.measure.memory import merge_peaks
-from tritbench.plan.cases import KernelVariant, Variant, case_id, variant_id
+from tritbench.plan.cases import KernelVariant, Variant, case_id, reps_per_round, variant_id
 from tritbench.plan.suite import RunConfig
 from tritbench.plan.workloads import Workload
 from tritbench.results.journal import Journal
@@ -84,33 +84,35 @@ def describe_failure(returncode: int | None, log: str) -> str:
     return f"{how}: {detail}" if detail else how
 
 
-def run_child(job: Job, timeout: float, limits: dict | None = None) -> ChildOutcome:
+def run_child(job: Job, timeout: float, limits: dict | None = None, python: str | None = None,
+              env: dict[str, str] | None = None) -> ChildOutcome:
     """Run tritbench.execute.child on `job` in its own session (Ctrl-C reaches us, and we stop it).
 
     Thread pools that read the environment (OpenMP, BLAS) get the case's thread count; an edge
-    profile's `limits` pin the child's CPUs and cap its memory."""
-    env = {**os.environ, **{k: str(job.n_threads) for k in THREAD_ENV}, PARENT_ENV: str(os.getpid())}
+    profile's `limits` pin the child's CPUs and cap its memory. `python` runs the child in another
+    environment (a gate side's own build) and `env` adds variables (a gate's env: axis)."""
+    env = {**os.environ, **(env or {}), **{k: str(job.n_threads) for k in THREAD_ENV}, PARENT_ENV: str(os.getpid())}
     if limits is None:
-        return _run_child(job, timeout, env, None)
+        return _run_child(job, timeout, env, None, python)
     cgroup, status = None, "not needed: no memory cap"
     if limits.get("memory_bytes"):
         cgroup, status = memory_cgroup(f"tritbench-{os.getpid()}")
     try:
-        outcome = _run_child(job, timeout, env, lambda cmd: wrap(cmd, limits, cgroup))
+        outcome = _run_child(job, timeout, env, lambda cmd: wrap(cmd, limits, cgroup), python)
     finally:
         remove_cgroup(cgroup)
     outcome.cgroup = status
     return outcome
 
 
-def _run_child(job: Job, timeout: float, env: dict, limit: Callable[[list[str]], list[str]] | None
-               ) -> ChildOutcome:
+def _run_child(job: Job, timeout: float, env: dict, limit: Callable[[list[str]], list[str]] | None,
+               python: str | None) -> ChildOutcome:
     with tempfile.TemporaryDirectory(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-") as tmp:
         job_path, result_path, log_path = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "log.txt")
         job.result_path = str(result_path)
         job_path.write_text(job.to_json())
         with open(log_path, "wb") as log:
-            cmd = [sys.executable, "-m", "tritbench.execute.child", str(job_path)]
+            cmd = [python or sys.executable, "-m", "tritbench.execute.child", str(job_path)]
             proc = subprocess.Popen(
                 limit(cmd) if limit else cmd,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env,
@@ -151,6 +153,7 @@ class VariantRun:
     memory: dict[str, dict] = field(default_factory=dict)  # per workload: phase -> peak snapshot, over children
     written: set[str] = field(default_factory=set)
     rounds_done: int = 0  # rounds taken from the journal of a killed run: they are not measured again
+    rounds_of: dict[str, int] = field(default_factory=dict)  # per workload: rounds that measured it
 
     @property
     def key(self) -> str:
@@ -158,11 +161,6 @@ class VariantRun:
 
     def open_workloads(self) -> list[Workload]:
         return [w for w in self.pending if w.name not in self.written]
-
-
-def reps_per_round(repetitions: int, rounds: int) -> list[int]:
-    base, extra = divmod(repetitions, rounds)
-    return [base + (1 if r < extra else 0) for r in range(rounds)]
 
 
 def make_job(v: Variant, workloads: list[Workload], cfg: RunConfig, reps: int, seed: int) -> Job:
@@ -219,7 +217,7 @@ class Runner:
         try:
             for vr in self.runs:  # every round of these was in the journal: only the records are missing
                 if vr.open_workloads() and vr.rounds_done == self.rounds:
-                    self._finish(vr)
+                    self.finish(vr)
             for r, n_reps in enumerate(self.per_round):
                 active = [vr for vr in self.runs if vr.open_workloads()]
                 if not active:
@@ -228,19 +226,21 @@ class Runner:
                 for i, vr in enumerate(active[shift:] + active[:shift]):
                     if r < vr.rounds_done:
                         continue
-                    self._run_round(vr, r, n_reps, seed=self.cfg.seed * 1_000_003 + r * 1009 + i)
+                    self.run_round(vr, r, n_reps, seed=self.cfg.seed * 1_000_003 + r * 1009 + i)
                     self.on_child_done(vr)
                     if r == len(self.per_round) - 1:
-                        self._finish(vr)
+                        self.finish(vr)
         except KeyboardInterrupt:
             for vr in self.runs:
                 for w in vr.open_workloads():
                     got = len(vr.reps.get(w.name, []))
-                    self._write_failed(vr, w, f"interrupted after {got} of {self.cfg.repetitions} repetitions")
+                    self.write_failed(vr, w, f"interrupted after {got} of {self.cfg.repetitions} repetitions")
             raise
         return self.records
 
-    def _run_round(self, vr: VariantRun, r: int, n_reps: int, seed: int) -> None:
+    def run_round(self, vr: VariantRun, r: int, n_reps: int, seed: int,
+                  workloads: list[Workload] | None = None) -> ChildOutcome:
+        """One child of `vr` for round `r`: `n_reps` repetitions of `workloads` (default: every open one)."""
         v = vr.variant
         state = machine.state()
         state["round"] = r
@@ -252,8 +252,9 @@ class Runner:
             )
             vr.warnings.append(msg)
             self.on_warning(msg)
-        workloads = vr.open_workloads()
-        outcome = self.child(make_job(v, workloads, self.cfg, n_reps, seed), self.cfg.timeout, v.limits)
+        workloads = workloads if workloads is not None else vr.open_workloads()
+        launch = {k: val for k, val in (("python", v.python), ("env", v.env)) if val}
+        outcome = self.child(make_job(v, workloads, self.cfg, n_reps, seed), self.cfg.timeout, v.limits, **launch)
         state["cgroup"] = outcome.cgroup
         if outcome.error and v.limits:
             cap = v.limits.get("memory_bytes")
@@ -263,6 +264,7 @@ class Runner:
                              "result": asdict(outcome.result) if outcome.result else None,
                              "plan": {"repetitions": self.cfg.repetitions, "rounds": self.rounds}})
         self._absorb(vr, outcome, workloads, n_reps)
+        return outcome
 
     def _replay(self) -> None:
         """Take the rounds a killed run measured from its journal: per variant, its rounds in order, as long as
@@ -310,14 +312,17 @@ class Runner:
                     if snap:
                         merged[phase] = merge_peaks(merged.get(phase), snap)
             complete = entry is not None and len(entry.reps) == n_reps and not entry.error
+            if complete:
+                vr.rounds_of[w.name] = vr.rounds_of.get(w.name, 0) + 1
             if entry and entry.error:
-                self._write_failed(vr, w, entry.error)
+                self.write_failed(vr, w, entry.error)
             elif not complete and outcome.error:
-                self._write_failed(vr, w, outcome.error)
+                self.write_failed(vr, w, outcome.error)
             elif not complete:
-                self._write_failed(vr, w, "child ended without measuring this workload")
+                self.write_failed(vr, w, "child ended without measuring this workload")
 
-    def _finish(self, vr: VariantRun) -> None:
+    def finish(self, vr: VariantRun) -> None:
+        """Write the record of every workload of `vr` still open: all its rounds are done."""
         cold = cold_bytes() if vr.variant.cache == "cold" else 0  # reads sysfs: once per variant
         for w in vr.open_workloads():
             metrics = case_metrics(vr, w, self.read_bandwidth.get(vr.variant.n_threads), self.idle)
@@ -331,7 +336,7 @@ class Runner:
                 warnings.append("unstable: tokens/s IQR above 5 % of the median or an outlier repetition")
             self._write(vr, w, "ok", None, metrics, warnings)
 
-    def _write_failed(self, vr: VariantRun, w: Workload, error: str) -> None:
+    def write_failed(self, vr: VariantRun, w: Workload, error: str) -> None:
         self._write(vr, w, "failed", error, {"energy": {"source": "unavailable:case failed"}}, list(vr.warnings))
 
     def _write(self, vr: VariantRun, w: Workload, status: str, error: str | None, metrics: dict, warnings) -> None:
@@ -342,10 +347,13 @@ class Runner:
             **layer.get("settings", {}),
             "n_threads": layer.get("settings", vr.settings).get("n_threads", v.n_threads),
             "requested": {"n_threads": v.n_threads, **v.options},
-            "repetitions": self.cfg.repetitions,
             "warmups": self.cfg.warmups,
-            "rounds": self.rounds,
+            # as measured (a gate stops a decided case early); as planned for a case that failed
+            "repetitions": len(vr.reps.get(w.name, [])) if status == "ok" else self.cfg.repetitions,
+            "rounds": vr.rounds_of.get(w.name, 0) if status == "ok" else self.rounds,
         }
+        if v.side:
+            settings["side"] = v.side
         if v.limits:
             settings["profile"] = {**v.limits, "cgroup": vr.states[-1].get("cgroup") if vr.states else None}
         if v.cache:

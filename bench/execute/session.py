@@ -63,8 +63,8 @@ def run_session(cfg: RunConfig, *, resume: bool = False, events: RunEvents | Non
     events = events or RunEvents()
     variants = build_plan(cfg, machine.physical_cores())
     ResultsStore.check_writable(Path(cfg.out))  # before hours of measuring, not after
-    infos = _ensure_models(variants, events)
-    _check_context(variants, infos)
+    infos = ensure_models(variants, events)
+    check_context(variants, infos)
     store = ResultsStore.latest(Path(cfg.out)) if resume else ResultsStore.create(Path(cfg.out))
     with store.lock():  # one process measures into a run at a time: two --resume would run its cases twice
         return _run(cfg, variants, infos, store, resume, events)
@@ -103,7 +103,7 @@ def _run(cfg: RunConfig, variants: list[Variant], infos: dict[str, dict], store:
     return RunOutcome(store.path, shown, sum(r.status != "ok" for r in records))
 
 
-def _ensure_models(variants: list[Variant], events: RunEvents) -> dict[str, dict]:
+def ensure_models(variants: list[Variant], events: RunEvents) -> dict[str, dict]:
     """Synthesize missing preset files (once per spec for all formats), then read every file's metadata."""
     from tritbench.models import read_model_info
     from tritbench.models.synth import synthesize_many
@@ -125,7 +125,7 @@ def _ensure_models(variants: list[Variant], events: RunEvents) -> dict[str, dict
     return infos
 
 
-def _check_context(variants: list[Variant], infos: dict[str, dict]) -> None:
+def check_context(variants: list[Variant], infos: dict[str, dict]) -> None:
     """Refuse workloads longer than a model's context (depth + prompt + generated tokens): the child would
     allocate a KV cache for them and fail, or swap, after minutes of loading."""
     for v in variants:

@@ -45,6 +45,10 @@ class Variant:
     swept: tuple[str, ...] = ()  # option names the user set, shown in labels
     limits: dict | None = None  # an edge profile's resolved limits (tritbench.plan.profiles)
     cache: str | None = None  # kernel variants: cold or hot weights
+    # A gate side (tritbench.plan.ab): which side, the interpreter its children run and variables they get.
+    side: dict | None = None
+    python: str | None = None
+    env: dict | None = None
 
     @property
     def label(self) -> str:
@@ -75,9 +79,12 @@ class KernelVariant(Variant):
 
 
 def _variant_key(variant: Variant, model_sha256: str | None) -> dict:
-    return {"backend": variant.backend, "model": variant.model.name, "format": variant.model.format,
-            "sha256": model_sha256, "n_threads": variant.n_threads, "options": variant.options,
-            "cache": variant.cache}
+    key = {"backend": variant.backend, "model": variant.model.name, "format": variant.model.format,
+           "sha256": model_sha256, "n_threads": variant.n_threads, "options": variant.options,
+           "cache": variant.cache}
+    # only when set, so that the ids of plain runs stay what earlier versions wrote
+    key |= {k: getattr(variant, k) for k in ("side", "python", "env") if getattr(variant, k)}
+    return key
 
 
 def _digest(key: dict) -> str:
@@ -93,6 +100,13 @@ def case_id(variant: Variant, workload: Workload, model_sha256: str | None) -> s
     """Identity of a case for --resume: same backend, model contents, settings and workload (the keys are
     sorted before hashing, so ids written by earlier versions stay valid)."""
     return _digest({**_variant_key(variant, model_sha256), "workload": workload.name})
+
+
+def reps_per_round(repetitions: int, rounds: int) -> list[int]:
+    """How a case's repetitions are split over its rounds: the first rounds take one more. Sample i of two
+    cases of one run belongs to the same round when both have the same repetitions and rounds."""
+    base, extra = divmod(repetitions, rounds)
+    return [base + (1 if r < extra else 0) for r in range(rounds)]
 
 
 def _backend_option_sets(backend_cls: type, options: dict[str, list]) -> list[dict]:

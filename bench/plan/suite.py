@@ -185,16 +185,26 @@ def _parse_toml(text: str, where: str) -> dict:
     return parse_suite(data, where)
 
 
+def builtin_suite(name: str) -> dict:
+    """A suite shipped in suites/: `default` (what `bench run` runs with no arguments, and every setting's
+    default) or `gate` (what `bench gate` gates, and its defaults over `default`)."""
+    return _parse_toml(resources.files("tritbench").joinpath(f"suites/{name}.toml").read_text(), f"{name} suite")
+
+
 def default_suite() -> dict:
-    """The built-in suite: what `bench run` runs with no arguments, and every setting's default."""
-    return _parse_toml(resources.files("tritbench").joinpath("suites/default.toml").read_text(), "default suite")
+    return builtin_suite("default")
+
+
+def read_suite(path: Path) -> dict:
+    """The settings a user's suite file sets, and only those."""
+    return _parse_toml(read_user_text(Path(path), "suite"), str(path))
 
 
 def load_suite(path: Path | None) -> dict:
     """A suite file's settings over the default suite's; None gives the default suite."""
     if path is None:
         return default_suite()
-    return {**default_suite(), **_parse_toml(read_user_text(Path(path), "suite"), str(path))}
+    return {**default_suite(), **read_suite(path)}
 
 
 def make_config(suite: dict, overrides: dict) -> RunConfig:

@@ -1,0 +1,96 @@
+"""`bench gate` as a user runs it: bad input stops before anything runs; real gates with real llama.cpp
+children find a large injected slowdown and stay clean on A/A; ref= builds two revisions and python= runs two
+environments. No assertion is on speed: the injected slowdown is 4x the layers, far beyond any noise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from .conftest import REPO, run_bench
+from .test_cli import assert_clean_error
+
+SMALL_PLAN = ["-b", "llamacpp", "-f", "tq2_0", "-w", "pp", "-p", "32", "-r", "2", "--warmups", "1"]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--ab", "speed=a,b"], "--ab takes AXIS=BASE,HEAD"),
+    (["--ab", "model=tiny"], "needs two sides"),
+    (["--ab", "model=tiny,tiny"], "both sides are 'tiny'"),
+    (["--ab", "model=tiny,tiny@layers=3", "-m", "small"], "leave out -m"),
+    (["--ab", "opt:flash_attn=on,1", "-b", "llamacpp"], "same value"),
+    (["--ab", "opt:nope=1,2", "-b", "llamacpp"], "no selected backend has that option"),
+    (["--ab", "ref=no-such-ref-x,HEAD"], "is not a commit"),
+    (["--ab", "python=/bin/true,/bin/false"], "cannot run tritbench's measuring child"),
+    (["--ab", "python=README.md,/bin/false"], "not an executable file"),
+    (["--ab", "env:X=a,b", "--threshold", "150%"], "--threshold must be between"),
+    (["--ab", "env:X=a,b", "--alpha", "0"], "--alpha must be between"),
+    (["--ab", "env:X=a,b", "--pairs", "8", "--max-pairs", "4"], "--max-pairs must be between"),
+    (["--ab", "env:X=a,b", "--min-effect", "9%"], "--min-effect must be >= 0 and below --threshold"),
+])
+def test_bad_input_is_one_line_and_runs_nothing(args, fragment, tb_home, tmp_path):
+    out = tmp_path / "out"
+    proc = run_bench(["gate", *args, "--out", str(out), "-m", "tiny"] if "-m" not in args and "model=" not in args[1]
+                     else ["gate", *args, "--out", str(out)], tb_home)
+    assert_clean_error(proc, fragment, out)
+
+
+def test_a_large_injected_slowdown_is_a_regression(tb_home, tmp_path):
+    out, summary = tmp_path / "out", tmp_path / "summary.md"
+    proc = run_bench(["gate", "--ab", "model=tiny,tiny@layers=8", *SMALL_PLAN, "--pairs", "8", "--max-pairs", "8",
+                      "--seed", "3", "--json", str(tmp_path / "g.json"), "--junit", str(tmp_path / "g.xml"),
+                      "--out", str(out)], tb_home, GITHUB_STEP_SUMMARY=str(summary), GITHUB_ACTIONS="true")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == "gate: 0 passed, 1 failed, 0 skipped"
+    assert any(ln.startswith("::error title=Performance regression::llamacpp/tq2_0/t1 pp32") for ln in lines)
+    doc = json.loads((tmp_path / "g.json").read_text())
+    (case,) = doc["cases"]
+    assert case["verdict"] == "regression" and case["decided_by"] == ["cpu"] and doc["seed"] == 3
+    assert case["metrics"]["cpu"]["ratio"] < 0.8 and case["pairs"] == 8
+    assert doc["builds"]["base"] == doc["builds"]["head"]  # one build: only the model differs
+    assert ET.parse(tmp_path / "g.xml").getroot().get("failures") == "1"
+    assert "| regression |" in summary.read_text()
+    records = [json.loads(x) for f in out.glob("*.jsonl") for x in f.read_text().splitlines()]
+    assert {r["settings"]["side"]["value"] for r in records} == {"tiny", "tiny@layers=8"}
+    assert all(len(r["state"]["rounds"]) == 8 and "steal_percent" in r["state"]["rounds"][0] for r in records)
+
+
+def test_an_a_a_gate_is_not_a_regression(tb_home, tmp_path):
+    proc = run_bench(["gate", "--ab", "env:TRITBENCH_AA=a,b", "-m", "tiny", *SMALL_PLAN, "--pairs", "10",
+                      "--max-pairs", "10", "--alpha", "0.002", "--out", str(tmp_path / "out"),
+                      "--json", str(tmp_path / "g.json")], tb_home)
+    assert proc.returncode in (0, 3), proc.stdout + proc.stderr  # pass or inconclusive: never a regression
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["cases"][0]["verdict"] in ("pass", "inconclusive")
+
+
+@pytest.fixture(scope="module")
+def two_revisions(tmp_path_factory):
+    """A clone of this checkout with one more (empty) commit: HEAD~1 and HEAD are two revisions."""
+    repo = tmp_path_factory.mktemp("repo")
+    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "head"], check=True)
+    return repo
+
+
+def test_ref_sides_are_built_once_and_run_their_own_code(two_revisions, tb_home, tmp_path):
+    args = ["gate", "--ab", "ref=HEAD~1,HEAD", "--repo", str(two_revisions), "-b", "numpy", "-f", "fp32",
+            "-w", "gemv", "-s", "256x256", "-M", "1", "--cache", "hot", "-r", "2", "--warmups", "0",
+            "--pairs", "4", "--max-pairs", "4", "--json", str(tmp_path / "g.json"), "--out", str(tmp_path / "out")]
+    proc = run_bench(args, tb_home)
+    assert proc.returncode in (0, 3), proc.stdout + proc.stderr  # four pairs may not decide: never an error
+    doc = json.loads((tmp_path / "g.json").read_text())
+    pythons = {side: doc["builds"][side]["numpy"]["python"] for side in ("base", "head")}
+    assert pythons["base"] != pythons["head"] and all(str(tb_home / "gate") in p for p in pythons.values())
+    built = sorted((tb_home / "gate").glob("*/ready"))
+    assert len(built) == 2
+    stamps = [p.stat().st_mtime for p in built]
+    # python=: the two environments the ref sides built, named directly; nothing is rebuilt
+    proc = run_bench(["gate", "--ab", f"python={pythons['base']},{pythons['head']}", *args[5:]], tb_home)
+    assert proc.returncode in (0, 3), proc.stdout + proc.stderr
+    assert [p.stat().st_mtime for p in sorted((tb_home / "gate").glob("*/ready"))] == stamps
