@@ -308,3 +308,34 @@ def test_untrusted_text_is_inert_in_the_markdown():
     md = to_markdown(compare_records([a], [b]))
     assert "\x1b" not in md and "\r" not in md and "<b>" not in md
     assert sum(ln.startswith("| ") for ln in md.splitlines()) == 3  # header, rule, one row: no broken cells
+
+
+# ---- bench gate --baseline: the same comparison as a gate, for dedicated machines ---------------------------
+
+def test_baseline_gate_judges_stored_results(runs, monkeypatch, capsys, tmp_path):
+    a, b = runs
+    code, out, _ = bench(["gate", "--baseline", a, b, "--json", tmp_path / "g.json"], monkeypatch, capsys)
+    assert code == 1 and out.strip().splitlines()[-1] == "gate: 1 passed, 1 failed, 0 skipped"
+    assert "trustworthy only on a quiet, dedicated machine" in out
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert by_format(doc)["tq2_0"]["verdict"] == "regression"
+    assert doc["confidence"] == pytest.approx(0.98)  # the one-sided bound at 1 - alpha
+
+
+def test_baseline_gate_says_when_noise_hides_the_threshold(tmp_path, monkeypatch, capsys):
+    a = write(tmp_path / "a.jsonl", [llm("tq2_0", noisy(100, sd=0.3, seed=1))])
+    b = write(tmp_path / "b.jsonl", [llm("tq2_0", noisy(100, sd=0.3, seed=2), "run-b")])
+    code, out, _ = bench(["gate", "--baseline", a, b], monkeypatch, capsys)
+    assert code == 3 and "makes a 5 % slowdown undetectable for 1 case(s)" in out
+    code, _, _ = bench(["gate", "--baseline", a, b, "--inconclusive", "pass"], monkeypatch, capsys)
+    assert code == 0
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--baseline", "a.jsonl"], "--baseline needs the results to judge"),
+    (["--baseline", "a.jsonl", "b.jsonl", "--ab", "env:X=a,b"], "--ab and --baseline exclude each other"),
+    ([], "bench gate needs --ab"),
+])
+def test_baseline_gate_bad_input(args, fragment, monkeypatch, capsys):
+    code, _, err = bench(["gate", *args], monkeypatch, capsys)
+    one_line_error(code, err, fragment)

@@ -299,3 +299,52 @@ def test_outputs(tmp_path):
     assert [tc.find("failure") is not None for tc in suite.iter("testcase")] == [True, False]
     (note,) = gate_report.annotations(result)
     assert note.startswith("::error title=Performance regression::") and "\n" not in note
+
+
+# --- the trials: false alarms and power over windows of a recording -------------------------------------------
+
+def test_clopper_pearson_matches_published_values():
+    from tritbench.analysis.gate import clopper_pearson
+
+    assert clopper_pearson(0, 20)[1] == pytest.approx(0.1684, abs=1e-4)  # the "rule of three" neighbourhood
+    lo, hi = clopper_pearson(19, 20)
+    assert (lo, hi) == (pytest.approx(0.7513, abs=1e-4), pytest.approx(0.9987, abs=1e-4))
+    assert clopper_pearson(5, 10) == (pytest.approx(0.1871, abs=1e-4), pytest.approx(0.8129, abs=1e-4))
+
+
+def recording(path, rounds: int, slowdown: float, noise: float = 0.02):
+    rng = np.random.default_rng(4)
+    with open(path, "w") as f:
+        for r in range(rounds):
+            drift = math.exp(rng.normal(0, 0.3))  # load shared by the round: pairing cancels it
+            values = {}
+            for case in ("llamacpp/tq2_0/t1 pp64", "llamacpp/tq2_0/t1 tg32"):
+                v = {s: 100 * drift * (slowdown if s == "B" else 1) * math.exp(rng.normal(0, noise))
+                     for s in ("A", "A'", "B")}
+                values[case] = {s: {"cpu": x, "wall": x * 0.9} for s, x in v.items()}
+            f.write(json.dumps({"round": r, "variant": 0, "order": ["A", "B", "A'"], "seconds": 6.0,
+                                "values": values, "threads": 1, "state": {}}) + "\n")
+    return path
+
+
+def test_windows_of_a_recording_give_false_alarms_and_power(tmp_path):
+    from tritbench.execute.trials import evaluate
+
+    out = evaluate(recording(tmp_path / "rec.jsonl", 64, 0.8), pairs=16, max_pairs=16)
+    assert out["A/A"]["gates"] == out["injected"]["gates"] == 4
+    assert out["A/A"]["regression"]["count"] == 0 and out["injected"]["regression"]["count"] == 4
+    assert out["injected"]["regression"]["ci95"][0] == pytest.approx(0.3976, abs=1e-3)  # 4 of 4
+    assert out["A/A"]["seconds_per_gate"] == pytest.approx(96.0)
+    two = evaluate(tmp_path / "rec.jsonl", pairs=12, max_pairs=32)
+    assert two["A/A"]["gates"] == 2 and "windows of 32 consecutive rounds" in two["method"]
+
+
+def test_gate_trials_evaluate_prints_the_table(tmp_path, monkeypatch, capsys):
+    import tritbench.cli as cli
+
+    path = recording(tmp_path / "rec.jsonl", 32, 0.8)
+    monkeypatch.setattr("sys.argv", ["bench", "gate-trials", "evaluate", str(path), "--pairs", "16"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    out = capsys.readouterr().out
+    assert exc.value.code in (0, None) and "| 2 | injected | 2 (100.0 %) |" in out and "| 2 | A/A | 0 (0.0 %) |" in out

@@ -5,6 +5,8 @@ environments. No assertion is on speed: the injected slowdown is 4x the layers, 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -94,3 +96,43 @@ def test_ref_sides_are_built_once_and_run_their_own_code(two_revisions, tb_home,
     proc = run_bench(["gate", "--ab", f"python={pythons['base']},{pythons['head']}", *args[5:]], tb_home)
     assert proc.returncode in (0, 3), proc.stdout + proc.stderr
     assert [p.stat().st_mtime for p in sorted((tb_home / "gate").glob("*/ready"))] == stamps
+
+
+def test_gate_trials_records_rounds_of_a_a_prime_and_b(tb_home, tmp_path):
+    path = tmp_path / "rec.jsonl"
+    proc = run_bench(["gate-trials", "record", str(path), "--rounds", "2", "--base", "tiny", "--head", "tiny@layers=4",
+                      "-w", "pp", "-p", "16", "-r", "1", "--warmups", "0", "--seed", "5"], tb_home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [ln["round"] for ln in lines] == [0, 1]
+    for ln in lines:
+        assert sorted(ln["order"]) == ["A", "A'", "B"]
+        (case,) = ln["values"].values()
+        assert set(case) == {"A", "A'", "B"} and all(v["cpu"] > 0 for v in case.values())
+    proc = run_bench(["gate-trials", "evaluate", str(path), "--pairs", "2"], tb_home)
+    assert proc.returncode == 0 and "| 1 | A/A |" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("gate_rc,trailer,expected", [(0, False, 0), (3, False, 0), (1, False, 1), (1, True, 0),
+                                                      (4, True, 1)])
+def test_ci_perf_gate_fails_on_regression_unless_the_commit_accepts_it(tmp_path, gate_rc, trailer, expected):
+    """.ci/perf-gate's decision, with a stand-in for `bench` that ends as a gate would (real gates of the op run
+    in CI whenever a commit changes it)."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    shutil.copy2(REPO / ".ci/perf-gate", repo / ".ci/perf-gate")  # the script as it is now, committed or not
+    source = next((repo / "backends/onnx/csrc").glob("*.c"))
+    source.write_text(source.read_text() + "\n/* a change */\n")
+    message = "Change the op" + ("\n\nPerf-Regression-Accepted: trades speed for exactness" if trailer else "")
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", message],
+                   check=True)
+    fake = tmp_path / "bench"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/args\nexit {gate_rc}\n")
+    fake.chmod(0o755)
+    proc = subprocess.run([str(repo / ".ci/perf-gate")], capture_output=True, text=True,
+                          env={**os.environ, "BENCH": str(fake)})
+    assert proc.returncode == expected, proc.stdout + proc.stderr
+    (args,) = (tmp_path / "args").read_text().splitlines()
+    assert args.startswith("gate --ab ref=HEAD~1,HEAD -b onnx -f tern2")
+    if trailer and gate_rc == 1:
+        assert "regression accepted by the commit: trades speed for exactness" in proc.stdout

@@ -181,3 +181,34 @@ class GateResult:
         regression outranks a failure: it is a finding; a failure is never reported as one."""
         return {"regression": 1, "error": 4, "pass": 0,
                 "inconclusive": 0 if self.settings.get("inconclusive") == "pass" else 3}[self.overall()]
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (n of a few hundred trials)."""
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 1.0 if k >= n else 0.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+            + (n - i) * math.log1p(-p) for i in range(k + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a binomial proportion k / n: the p where P(X >= k) and
+    P(X <= k) reach (1 - confidence) / 2, found by bisection on the binomial distribution."""
+    if not (0 <= k <= n and n > 0):
+        raise ValueError("need 0 <= k <= n and n > 0")
+    tail = (1 - confidence) / 2
+
+    def solve(f) -> float:  # f increasing in p; the p with f(p) = 0
+        lo, hi = 0.0, 1.0
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+        return (lo + hi) / 2
+
+    lower = 0.0 if k == 0 else solve(lambda p: (1 - _binom_cdf(k - 1, n, p)) - tail)
+    upper = 1.0 if k == n else solve(lambda p: tail - _binom_cdf(k, n, p))
+    return lower, upper

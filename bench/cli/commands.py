@@ -6,7 +6,7 @@ import typer
 
 from tritbench.cli import compare, listing, machine, models, run
 from tritbench.cli.cost import cost
-from tritbench.cli.gate import gate
+from tritbench.cli.gate import gate, trials
 from tritbench.cli.report import report
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark ternary (1.58-bit) LLMs.")
@@ -17,4 +17,5 @@ app.command("machine")(machine.machine)
 app.command("cost")(cost)
 app.command("report")(report)
 app.command("gate")(gate)
+app.add_typer(trials, name="gate-trials")
 app.command("compare")(compare.compare)

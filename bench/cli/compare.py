@@ -5,7 +5,6 @@ input (a missing path, a bad flag, nothing to compare)."""
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ import typer
 
 from tritbench.cli.console import err, plain, warn_skipped
 from tritbench.errors import BenchError, ConfigError
+from tritbench.plan.ab import fraction as plan_fraction
 
 OUTPUTS = ("md", "csv", "json")
 
@@ -21,18 +21,15 @@ OUTPUTS = ("md", "csv", "json")
 def fraction(text: str, flag: str, allow_zero: bool = False) -> float:
     """'5%' or '0.05' -> 0.05; a ConfigError naming the flag for anything else, or for a value outside (0, 1)."""
     t = text.strip()
-    try:
-        value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
-    except ValueError:
-        raise ConfigError(f"{flag} takes a fraction (0.05) or a percentage (5%), got {text!r}") from None
-    if not math.isfinite(value) or value >= 1 or value < 0 or (value == 0 and not allow_zero):
+    value = plan_fraction(text, flag)
+    if value >= 1 or value < 0 or (value == 0 and not allow_zero):
         hint = f" (for {t} percent write {t}%)" if value >= 1 and not t.endswith("%") else ""
         low = "0 %" if allow_zero else "above 0 %"
         raise ConfigError(f"{flag} must be from {low} to below 100 %, got {text!r}{hint}")
     return value
 
 
-def _read(path: Path, side: str) -> list[dict]:
+def read_results(path: Path, side: str) -> list[dict]:
     from tritbench.results.records import read_records
 
     if not path.exists():
@@ -65,7 +62,7 @@ def compare(
         raise ConfigError(f"-o must be md, csv or json, got {output!r}")
     limits = (fraction(threshold, "--threshold"), fraction(min_effect, "--min-effect", allow_zero=True),
               fraction(confidence, "--confidence"))
-    records_a, records_b = _read(a, "A"), _read(b, "B")
+    records_a, records_b = read_results(a, "A"), read_results(b, "B")
     result = compare_records(records_a, records_b, "tokens_per_s", limits[2], limits[0], limits[1],
                              machine=not ignore_machine)
     result.a_sources, result.b_sources = [str(a)], [str(b)]

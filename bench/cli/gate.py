@@ -36,8 +36,11 @@ def _write(path: str, text: str, what: str) -> None:
 
 
 def gate(
-    ab: Annotated[str, typer.Option("--ab", help="AXIS=BASE,HEAD: ref=, python=, model=, opt:NAME=, env:NAME=")],
-    suite: flags.Suite = None,
+    ab: Annotated[str | None, typer.Option("--ab", help="AXIS=BASE,HEAD: ref=, python=, model=, opt:NAME=, env:NAME=")
+                  ] = None,
+    suite: Annotated[Path | None, typer.Argument(help="Suite TOML file; with --baseline: the results to judge")] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", help="Stored results of this machine to judge "
+                                                                     "RESULTS against (dedicated machines)")] = None,
     backends: flags.Backends = None,
     models: flags.Models = None,
     formats: flags.Formats = None,
@@ -72,6 +75,16 @@ def gate(
     junit: Annotated[str | None, typer.Option("--junit", help="Write JUnit XML (one testcase per case)")] = None,
 ) -> None:
     """Gate head against base: paired rounds in random order, intervals, and a verdict per case."""
+    if baseline is not None:
+        if ab is not None:
+            raise BenchError("--ab and --baseline exclude each other: a gate runs two sides now, or judges stored "
+                             "results")
+        if suite is None:
+            raise BenchError("--baseline needs the results to judge: bench gate --baseline BASE RESULTS")
+        _baseline_gate(baseline, suite, fraction(threshold, "--threshold"), alpha, fraction(min_effect, "--min-effect"),
+                       inconclusive, json_path, junit)
+    if ab is None:
+        raise BenchError("bench gate needs --ab AXIS=BASE,HEAD (or --baseline BASE RESULTS)")
     axis = parse_axis(ab)
     overrides = flags.plan_overrides(backends, models, formats, embd_type, output_type, n_prompt, n_gen, pg, depth,
                                      kinds, shapes, rows, cache, threads, profile, warmups, opt, out, timeout, energy)
@@ -122,3 +135,160 @@ def gate(
     err.print(plain(f"results: {result.path}"))
     print(result.last_line())
     raise typer.Exit(result.exit_code())
+
+
+def _baseline_gate(base: Path, results: Path, threshold: float, alpha: float, min_effect: float,
+                   inconclusive: str, json_path: str | None, junit: str | None) -> None:
+    """Judge a run against stored results of the same machine and plan: two separate runs share no rounds, so
+    the interval is an unpaired bootstrap of the ratio of medians, trustworthy only on a quiet machine."""
+    from tritbench.cli.compare import read_results
+    from tritbench.reports.compare import compare_records, to_json, to_markdown
+
+    GateConfig(parse_axis("env:X=a,b"), threshold=threshold, alpha=alpha, min_effect=min_effect,
+               inconclusive=inconclusive).validate()
+    if junit:
+        raise BenchError("--junit is for --ab gates; --baseline writes --json")
+    result = compare_records(read_results(base, "the baseline"), read_results(results, "RESULTS"), "tokens_per_s",
+                             1 - 2 * alpha, threshold, min_effect, machine=True)
+    result.a_sources, result.b_sources = [str(base)], [str(results)]
+    if not result.cases:
+        raise BenchError(f"nothing to judge: no case of {results} matches a case of {base} on this machine id")
+    text = to_markdown(result)
+    blind = [c["label"] for c in result.cases if _undetectable(c["speedup"], threshold)]
+    text += ("\nBaseline mode compares two separate runs (unpaired): trustworthy only on a quiet, dedicated "
+             "machine; on a shared one use `bench gate --ab`.\n")
+    if blind:
+        text += (f"The two runs' noise makes a {100 * threshold:g} % slowdown undetectable for {len(blind)} case(s): "
+                 f"{', '.join(blind)}.\n")
+    sys.stdout.write(text)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    if json_path:
+        _write(json_path, to_json(result), "--json")
+    n = result.counts
+    print(f"gate: {n['pass']} passed, {n['regression']} failed, {n['inconclusive']} skipped")
+    code = 1 if n["regression"] else 3 if n["inconclusive"] and inconclusive == "fail" else 0
+    raise typer.Exit(code)
+
+
+def _undetectable(s: dict, threshold: float) -> bool:
+    """No interval, or one whose half-width (as a slowdown) exceeds the threshold."""
+    lo, hi = s.get("lo"), s.get("hi")
+    if not lo or not hi or lo <= 0:
+        return True
+    return 1 - (lo / hi) ** 0.5 > threshold
+
+
+trials = typer.Typer(no_args_is_help=True, help="How often the gate cries wolf and how often it finds a slowdown.")
+DEFAULT_BASE, DEFAULT_HEAD = "small@layers=20@vocab=1536", "small@layers=21@vocab=1536"  # 20/21: -4.8 %
+Base = Annotated[str, typer.Option("--base", help="Model of A and A'")]
+Head = Annotated[str, typer.Option("--head", help="Model of B: A with a known slowdown")]
+
+
+def _trial_config(suite, backends, formats, n_prompt, n_gen, kinds, threads, repetitions, warmups, out):
+    overrides = flags.plan_overrides(backends, None, formats, None, None, n_prompt, n_gen, None, None, kinds, None,
+                                     None, None, threads, None, warmups, None, out, None, None)
+    overrides["repetitions"] = repetitions
+    return make_config({**builtin_suite("gate"), "backends": ["llamacpp"], "formats": ["tq2_0"],
+                        "kinds": ["pp", "tg"], **(read_suite(suite) if suite else {})}, overrides)
+
+
+def _print_trials(summary: dict, json_path: str | None) -> None:
+    print(f"method: {summary['method']}")
+    print("| gates | kind | regression | 95 % CI | inconclusive | pass | s per gate |")
+    print("| ---: | --- | ---: | --- | ---: | ---: | ---: |")
+    for kind in ("A/A", "injected"):
+        s = summary[kind]
+        lo, hi = s["regression"]["ci95"]
+        rate = "-" if s["regression"]["rate"] is None else f"{100 * s['regression']['rate']:.1f} %"
+        ci = "-" if lo is None else f"[{100 * lo:.1f} %, {100 * hi:.1f} %]"
+        share = {v: "-" if s[v]["rate"] is None else f"{100 * s[v]['rate']:.1f} %" for v in ("inconclusive", "pass")}
+        secs = "-" if s["seconds_per_gate"] is None else f"{s['seconds_per_gate']:.0f}"
+        print(f"| {s['gates']} | {kind} | {s['regression']['count']} ({rate}) | {ci} | {share['inconclusive']} | "
+              f"{share['pass']} | {secs} |")
+    if json_path:
+        _write(json_path, json.dumps(summary, indent=2) + "\n", "--json")
+
+
+@trials.command("record")
+def trials_record(
+    path: Annotated[Path, typer.Argument(help="The recording (JSONL, appended to)")],
+    rounds: Annotated[int, typer.Option("--rounds", help="Rounds of A, A' and B")] = 64,
+    base: Base = DEFAULT_BASE, head: Head = DEFAULT_HEAD, suite: flags.Suite = None,
+    backends: flags.Backends = None, formats: flags.Formats = None, n_prompt: flags.NPrompt = None,
+    n_gen: flags.NGen = None, kinds: flags.Kinds = None, threads: flags.Threads = None,
+    repetitions: Annotated[int | None, typer.Option("-r", "--repetitions", help="Repetitions per child")] = None,
+    warmups: flags.Warmups = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the order (default: random)")] = None,
+) -> None:
+    """Record rounds of A, A' (A again) and B (A slowed down) in random order, one JSON line per round."""
+    from tritbench.execute.trials import record
+
+    if rounds < 1:
+        raise BenchError(f"--rounds must be >= 1, got {rounds}")
+    cfg = _trial_config(suite, backends, formats, n_prompt, n_gen, kinds, threads, repetitions, warmups,
+                        str(path.parent))
+    events = flags.TerminalEvents()
+    try:
+        record(cfg, base, head, rounds, path, seed if seed is not None else secrets.randbelow(2**31), events)
+    except KeyboardInterrupt:
+        events.close()
+        err.print(plain(f"interrupted: the finished rounds are in {path}"))
+        raise typer.Exit(130) from None
+    finally:
+        events.close()
+    err.print(plain(f"recording: {path}"))
+
+
+@trials.command("evaluate")
+def trials_evaluate(
+    path: Annotated[Path, typer.Argument(help="A recording")],
+    pairs: Annotated[int, typer.Option("--pairs")] = 32,
+    max_pairs: Annotated[int | None, typer.Option("--max-pairs")] = None,
+    alpha: Annotated[float, typer.Option("--alpha")] = 0.01,
+    threshold: Annotated[str, typer.Option("--threshold")] = "5%",
+    json_path: Annotated[str | None, typer.Option("--json")] = None,
+) -> None:
+    """Apply the gate to disjoint windows of a recording: false alarms (A/A) and power (injected)."""
+    from tritbench.errors import read_user_text
+    from tritbench.execute.trials import evaluate
+
+    read_user_text(path, "recording")
+    g = GateConfig(parse_axis("env:X=a,b"), pairs=pairs, max_pairs=max_pairs or pairs, alpha=alpha,
+                   threshold=fraction(threshold, "--threshold"))
+    g.validate()
+    try:
+        summary = evaluate(path, g.pairs, g.max_pairs, g.alpha, g.threshold, g.min_effect)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"{path} is not a gate-trials recording: {exc}") from None
+    _print_trials(summary, json_path)
+
+
+@trials.command("full")
+def trials_full(
+    trials_n: Annotated[int, typer.Option("--trials", help="Gates of each kind")] = 20,
+    base: Base = DEFAULT_BASE, head: Head = DEFAULT_HEAD, suite: flags.Suite = None,
+    backends: flags.Backends = None, formats: flags.Formats = None, n_prompt: flags.NPrompt = None,
+    n_gen: flags.NGen = None, kinds: flags.Kinds = None, threads: flags.Threads = None,
+    repetitions: Annotated[int | None, typer.Option("-r", "--repetitions", help="Repetitions per child")] = None,
+    warmups: flags.Warmups = None,
+    pairs: Annotated[int, typer.Option("--pairs")] = 32,
+    max_pairs: Annotated[int | None, typer.Option("--max-pairs")] = None,
+    out: Annotated[str, typer.Option("--out", help="Results folder of the gates")] = "results/gate-trials",
+    json_path: Annotated[str | None, typer.Option("--json")] = None,
+) -> None:
+    """Run complete A/A and injected-slowdown gates, alternating, and tally their verdicts."""
+    from tritbench.execute.trials import full
+
+    cfg = _trial_config(suite, backends, formats, n_prompt, n_gen, kinds, threads, repetitions, warmups, out)
+    events = flags.TerminalEvents()
+    try:
+        summary = full(cfg, base, head, trials_n, {"pairs": pairs, "max_pairs": max_pairs or 2 * pairs}, Path(out),
+                       events)
+    except (KeyboardInterrupt, RunInterrupted):
+        events.close()
+        raise typer.Exit(130) from None
+    finally:
+        events.close()
+    _print_trials(summary, json_path)

@@ -1,0 +1,148 @@
+"""Proof that the gate works on this machine: how often it cries wolf, and how often it finds a real slowdown.
+
+Two methods (the output says which figure comes from which):
+- full gates (`full`): N A/A gates (an env: axis whose two values change nothing, so both sides run the same
+  build and model file) and N gates with an injected slowdown (a model axis: BASE versus BASE with one more
+  layer), each a complete `bench gate` with its own seed, under whatever load the machine has;
+- a recording (`record`, then `evaluate`): one long session of rounds, each running A, A' (A again, as a
+  separate variant) and B (the injected slowdown) in a random order, written round by round to a JSONL file;
+  the gate's decision rule is then applied to disjoint windows of consecutive rounds, in time order: A' vs A
+  is an A/A gate, B vs A an injected one. Cheaper per gate (a round serves both), and each window sees the
+  load of its own stretch of time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from tritbench import machine, plugin
+from tritbench.analysis.gate import METRICS, clopper_pearson, gated_metrics, look, look_alphas, round_value
+from tritbench.execute.gate import run_gate
+from tritbench.execute.runner import Runner, VariantRun
+from tritbench.execute.session import RunEvents, check_context, ensure_models
+from tritbench.plan.ab import GateConfig, parse_axis
+from tritbench.plan.cases import build_plan
+from tritbench.plan.suite import RunConfig
+from tritbench.results.records import ResultsStore
+
+TRIAL_ENV = "TRITBENCH_TRIAL"  # the A/A axis: a variable no backend reads
+
+
+def record(cfg: RunConfig, base: str, head: str, rounds: int, path: Path, seed: int,
+           events: RunEvents | None = None) -> Path:
+    """Append `rounds` rounds of A, A' and B (models `base`, `base`, `head`) to the JSONL file `path`."""
+    events = events or RunEvents()
+    cores = machine.physical_cores()
+    plans = {"A": build_plan(replace(cfg, models=[base]), cores), "B": build_plan(replace(cfg, models=[head]), cores)}
+    sides = {
+        "A": [replace(v, side={"side": "A"}, env={TRIAL_ENV: "a"}) for v in plans["A"]],
+        "A'": [replace(v, side={"side": "A'"}, env={TRIAL_ENV: "b"}) for v in plans["A"]],
+        "B": [replace(v, side={"side": "B"}) for v in plans["B"]],
+    }
+    variants = [v for vs in sides.values() for v in vs]
+    infos = ensure_models(variants, events)
+    check_context(variants, infos)
+    runs = {s: [VariantRun(v, infos.get(str(v.model.path), {}), list(v.workloads)) for v in vs]
+            for s, vs in sides.items()}
+    folder = path.parent / (path.stem + "-records")  # the children's samples, as ordinary result records
+    ResultsStore.check_writable(folder)
+    store = ResultsStore.create(folder)
+    runner = Runner(cfg, [vr for vs in runs.values() for vr in vs], store,
+                    machine.fingerprint(libraries=plugin.libraries_of(cfg.backends)), on_warning=events.warning)
+    rng = random.Random(seed)
+    events.started(rounds * len(variants))
+    with open(path, "a", encoding="utf-8") as out:
+        for r in range(rounds):
+            for i in range(len(sides["A"])):
+                order = list(sides)
+                rng.shuffle(order)
+                t0, values = time.time(), {}
+                for side in order:
+                    vr = runs[side][i]
+                    outcome = runner.run_round(vr, r, cfg.repetitions, cfg.seed * 1_000_003 + r * 1009 + i)
+                    events.child_done(f"{vr.variant.label} ({side})")
+                    for w in vr.variant.workloads:
+                        entry = outcome.result.workloads.get(w.name) if outcome.result else None
+                        if entry and entry.reps and not entry.error:
+                            case = f"{vr.variant.backend}/{vr.variant.model.format}/t{vr.variant.n_threads} {w.name}"
+                            values.setdefault(case, {})[side] = round_value(w, entry.reps)
+                    vr.written.clear()  # a failed child does not end the recording: the next round tries again
+                line = {"round": r, "variant": i, "order": order, "seconds": time.time() - t0, "values": values,
+                        "threads": sides["A"][i].n_threads, "state": runs["A"][i].states[-1]}
+                out.write(json.dumps(line) + "\n")
+                out.flush()
+    return path
+
+
+def evaluate(path: Path, pairs: int, max_pairs: int, alpha: float = 0.01, threshold: float = 0.05,
+             min_effect: float = 0.01, metric: str = "auto") -> dict:
+    """The gate's decisions on disjoint windows of `max_pairs` consecutive rounds of a recording (first look
+    at `pairs`, the undecided continuing to `max_pairs`, as `bench gate` does), for A' vs A and B vs A."""
+    lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    by_round: dict[int, dict] = {}
+    threads = 1
+    for ln in lines:
+        by_round.setdefault(ln["round"], {"values": {}, "seconds": 0.0})
+        by_round[ln["round"]]["values"].update(ln["values"])
+        by_round[ln["round"]]["seconds"] += ln["seconds"]
+        threads = ln.get("threads", threads)
+    rounds = [by_round[r] for r in sorted(by_round)]
+    cases = sorted({c for rd in rounds for c in rd["values"]})
+    gated = gated_metrics(metric, threads)
+    alphas = look_alphas(alpha, max_pairs > pairs)
+    out = {}
+    for name, head in (("A/A", "A'"), ("injected", "B")):
+        verdicts, seconds = [], []
+        for start in range(0, len(rounds) - max_pairs + 1, max_pairs):
+            window = rounds[start:start + max_pairs]
+            seconds.append(sum(rd["seconds"] for rd in window))
+            series = {}
+            for c in cases:
+                usable = [rd["values"][c] for rd in window if {"A", head} <= set(rd["values"].get(c, {}))]
+                series[c] = {m: ([u["A"][m] for u in usable], [u[head][m] for u in usable]) for m in METRICS}
+            first = {c: {m: (b[:pairs], h[:pairs]) for m, (b, h) in s.items()} for c, s in series.items()}
+            decided = look(first, {c: gated for c in cases}, alphas[0], threshold, min_effect)
+            open_ = [c for c in cases if decided[c].verdict == "inconclusive"]
+            if open_ and max_pairs > pairs:
+                decided.update(look({c: series[c] for c in open_}, {c: gated for c in open_}, alphas[1], threshold,
+                                    min_effect))
+            vs = [decided[c].verdict for c in cases]
+            verdicts.append(next((v for v in ("regression", "inconclusive") if v in vs), "pass"))
+        n = len(verdicts)
+        out[name] = {"gates": n, "seconds_per_gate": sum(seconds) / n if n else None,
+                     **{v: _share(verdicts.count(v), n) for v in ("regression", "inconclusive", "pass")}}
+    out["method"] = (f"windows of {max_pairs} consecutive rounds of one recording ({len(rounds)} rounds, "
+                     f"{len(cases)} cases: {', '.join(cases)})")
+    out["settings"] = {"pairs": pairs, "max_pairs": max_pairs, "alpha": alpha, "threshold": threshold,
+                       "min_effect": min_effect, "metric": list(gated)}
+    return out
+
+
+def _share(k: int, n: int) -> dict:
+    lo, hi = clopper_pearson(k, n) if n else (None, None)
+    return {"count": k, "rate": k / n if n else None, "ci95": [lo, hi]}
+
+
+def full(cfg: RunConfig, base: str, head: str, trials: int, gcfg: dict, out: Path,
+         events: RunEvents | None = None) -> dict:
+    """`trials` complete A/A gates and `trials` complete injected gates, alternating, each with its own seed."""
+    results: dict[str, list] = {"A/A": [], "injected": []}
+    for _ in range(trials):
+        for name, axis in (("A/A", f"env:{TRIAL_ENV}=a,b"), ("injected", f"model={base},{head}")):
+            run_cfg = cfg if name == "injected" else replace(cfg, models=[base])
+            g = GateConfig(parse_axis(axis), seed=random.randrange(2**31), **gcfg)
+            t0 = time.time()
+            result = run_gate(g, replace(run_cfg, out=str(out)), events)
+            results[name].append((result.overall(), time.time() - t0))
+    summary = {}
+    for name, rs in results.items():
+        verdicts = [v for v, _ in rs]
+        summary[name] = {"gates": len(rs), "seconds_per_gate": sum(s for _, s in rs) / len(rs) if rs else None,
+                         **{v: _share(verdicts.count(v), len(rs)) for v in ("regression", "inconclusive", "pass",
+                                                                             "error")}}
+    summary["method"] = f"{trials} full gates of each kind"
+    return summary
