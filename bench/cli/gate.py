@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +21,6 @@ from tritbench.cli import run as flags
 from tritbench.cli.console import err, plain
 from tritbench.errors import BenchError
 from tritbench.execute.gate import run_gate
-from tritbench.execute.session import RunInterrupted
 from tritbench.plan.ab import GateConfig, fraction, parse_axis
 from tritbench.plan.suite import builtin_suite, make_config, read_suite
 from tritbench.reports import gate as gate_report
@@ -101,20 +99,8 @@ def gate(
                       inconclusive=inconclusive, repo=str(repo))
     gcfg.validate()
     events = flags.TerminalEvents()
-    previous = signal.signal(signal.SIGTERM, flags._interrupt)
-    try:
+    with flags.measuring(events, nothing="interrupted before any pair ran: nothing was measured"):
         result = run_gate(gcfg, cfg, events)
-    except RunInterrupted as exc:
-        events.close()
-        err.print(plain(str(exc)))
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        events.close()
-        err.print("interrupted before any pair ran: nothing was measured")
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        events.close()
     markdown = gate_report.to_markdown(result)
     sys.stdout.write(markdown)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
@@ -230,14 +216,8 @@ def trials_record(
     cfg = _trial_config(suite, backends, formats, n_prompt, n_gen, kinds, threads, repetitions, warmups,
                         str(path.parent))
     events = flags.TerminalEvents()
-    try:
+    with flags.measuring(events, nothing=f"interrupted: the finished rounds are in {path}"):
         record(cfg, base, head, rounds, path, seed if seed is not None else secrets.randbelow(2**31), events)
-    except KeyboardInterrupt:
-        events.close()
-        err.print(plain(f"interrupted: the finished rounds are in {path}"))
-        raise typer.Exit(130) from None
-    finally:
-        events.close()
     err.print(plain(f"recording: {path}"))
 
 
@@ -283,12 +263,7 @@ def trials_full(
 
     cfg = _trial_config(suite, backends, formats, n_prompt, n_gen, kinds, threads, repetitions, warmups, out)
     events = flags.TerminalEvents()
-    try:
+    with flags.measuring(events, nothing="interrupted: no trial finished"):
         summary = full(cfg, base, head, trials_n, {"pairs": pairs, "max_pairs": max_pairs or 2 * pairs}, Path(out),
                        events)
-    except (KeyboardInterrupt, RunInterrupted):
-        events.close()
-        raise typer.Exit(130) from None
-    finally:
-        events.close()
     _print_trials(summary, json_path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +46,27 @@ def _options(values: list[str] | None) -> dict[str, list] | None:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+@contextmanager
+def measuring(events: TerminalEvents, after: str = "", nothing: str = "interrupted before any case ran: "
+              "nothing was measured") -> Iterator[None]:
+    """Around a measuring session: SIGTERM (a CI job cancelled, `kill`) ends it as Ctrl-C does, children stopped
+    and finished cases kept, with one line and exit code 130; the progress display is closed however it ends."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    except RunInterrupted as exc:
+        events.close()
+        err.print(plain(f"{exc}{after}"))
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        events.close()
+        err.print(nothing)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        events.close()
 
 
 class TerminalEvents(RunEvents):
@@ -153,21 +176,8 @@ def run(
     }
     cfg = make_config(load_suite(suite), overrides)
     events = TerminalEvents()
-    # SIGTERM (a CI job cancelled, `kill`) ends the run as Ctrl-C does: children stopped, finished cases kept.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    with measuring(events, after="; `bench run ... --resume` continues"):
         outcome = run_session(cfg, resume=resume, events=events)
-    except RunInterrupted as exc:
-        events.close()
-        err.print(plain(f"{exc}; `bench run ... --resume` continues"))
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        events.close()
-        err.print("interrupted before any case ran: nothing was measured")
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        events.close()
     sys.stdout.write(render(outcome.records, cfg.output))
     err.print(plain(f"results: {outcome.path}"))
     if outcome.failed:
