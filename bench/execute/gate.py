@@ -113,6 +113,8 @@ class Gate:
                     open_ = sum(not c.result.decided for c in cases)
                     self.events.warning(f"{open_} case(s) undecided after {self.gcfg.pairs} pairs: "
                                         f"continuing to {self.gcfg.max_pairs}")
+                    twins_open = len({id(c.base) for c in cases if not c.result.decided})
+                    self.events.started(2 * twins_open * (self.gcfg.max_pairs - self.gcfg.pairs))
                     self._rounds(runner, cases, self.gcfg.pairs, self.gcfg.max_pairs)
                     self._look([c for c in cases if not c.result.decided], alphas[1])
             except KeyboardInterrupt:
