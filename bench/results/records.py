@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tritbench.errors import BenchError
+from tritbench.results.upgrade import upgrade
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -211,6 +212,7 @@ def read_records(paths: Iterable[str | os.PathLike], problems: list[str] | None 
             except (ValueError, RecursionError):  # bad JSON, an integer too long to convert, deep nesting
                 problems.append(f"{path}:{i}: not a JSON record (cut short or corrupted)")
                 continue
+            rec = upgrade(rec)  # an older schema's record, in the current one
             why = _problem(rec)
             if why:
                 problems.append(f"{path}:{i}: {why}")
