@@ -477,3 +477,23 @@ def test_read_sources_counts_records_per_file(runs):
 
     srcs = [Source(str(runs / "run-a.jsonl"), "x"), Source(str(runs / "run-b.jsonl"), "y")]
     assert len(list(read_sources(srcs, []))) == 6 and [s.records for s in srcs] == [3, 3]
+
+
+# ---- the history as input: bench report --history / --db ------------------------------------------------------
+
+def test_report_reads_the_history_with_its_filters(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "db"
+    code, _, err = bench(["db", "ingest", golden_file(SCHEMA), "--db", db], monkeypatch, capsys)
+    assert code == 0, err
+    code, out, err = bench(["report", "--db", db, "--format", "md"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "tq2_0" in out and "4096x4096" in out and "4 record(s): 3 measured, 1 failed" in out
+    # a run named as a file and also ingested is reported once
+    code, both, _ = bench(["report", golden_file(SCHEMA), "--db", db, "--format", "md"], monkeypatch, capsys)
+    assert code == 0 and both.count("| tiny") == out.count("| tiny")
+    code, none, _ = bench(["report", "--db", db, "--machine", "Cortex-A76", "--format", "md"], monkeypatch, capsys)
+    assert code == 0 and "No result records were found" in none
+    code, _, err = bench(["report", golden_file(SCHEMA), "--model", "tiny"], monkeypatch, capsys)
+    assert code == 2 and "filter the history: add --history" in err
+    code, _, err = bench(["report"], monkeypatch, capsys)
+    assert code == 2 and "or --history" in err
