@@ -45,6 +45,25 @@ def read_jsonl(folder: Path) -> list[dict]:
     return [json.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.read_text().splitlines() if line]
 
 
+def bench_in_process(args: list, monkeypatch, capsys) -> tuple[int, str, str]:
+    """`bench ARGS` in-process, through tritbench.cli.main and the registered commands: (exit code, out, err)."""
+    import tritbench.cli as cli
+
+    monkeypatch.setattr("sys.argv", ["bench", *map(str, args)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    out, err = capsys.readouterr()
+    return exc.value.code or 0, out, err
+
+
+def one_line_error(code: int, err: str, fragment: str) -> None:
+    """Exit code 2 and one line on stderr naming the problem: no traceback."""
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("bench: error:") and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
 PLUGINS = "aborting=tests.plugins:AbortingBackend,slow=tests.plugins:SlowBackend,memhog=tests.plugins:MemHogBackend"
 
 

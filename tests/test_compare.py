@@ -15,6 +15,9 @@ from tritbench.analysis.stats import summarize
 from tritbench.reports.compare import compare_records, to_markdown
 from tritbench.results.records import SCHEMA
 
+from .conftest import bench_in_process as bench
+from .conftest import one_line_error
+
 MACHINE = {"id": "a54b2b26bbeff7a1", "arch": "x86_64", "cpu_model": "AMD EPYC", "isa": ["avx2", "fma"],
            "physical_cores": 2, "logical_cores": 2, "ram_bytes": 25e9, "os": "Linux", "kernel": "6.18"}
 
@@ -64,23 +67,6 @@ def write(path: Path, records: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
-
-
-def bench(args: list, monkeypatch, capsys) -> tuple[int, str, str]:
-    """`bench ARGS` in-process, through tritbench.cli.main and the registered commands: (exit code, out, err)."""
-    import tritbench.cli as cli
-
-    monkeypatch.setattr("sys.argv", ["bench", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
-
-
-def one_line_error(code: int, err: str, fragment: str) -> None:
-    assert code == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("bench: error:") and fragment in lines[0], err
 
 
 @pytest.fixture()

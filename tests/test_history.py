@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
 from tritbench.errors import BenchError
 from tritbench.results.history import (
     Filters,
@@ -27,6 +26,9 @@ from tritbench.results.history import (
 )
 from tritbench.results.records import SCHEMA, read_records
 from tritbench.results.upgrade import CURRENT, SCHEMAS, UPGRADES, upgrade
+
+from .conftest import REPO, one_line_error
+from .conftest import bench_in_process as bench
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -58,24 +60,6 @@ def write(path: Path, records: list[dict]) -> Path:
 
 def ingest(store: ParquetStore, *paths, problems: list[str] | None = None):
     return ingest_paths(store, paths, problems if problems is not None else [])
-
-
-def bench(args: list, monkeypatch, capsys) -> tuple[int, str, str]:
-    """`bench ARGS` in-process, through tritbench.cli.main: (exit code, out, err)."""
-    import tritbench.cli as cli
-
-    monkeypatch.setattr("sys.argv", ["bench", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exc.value.code or 0, out, err
-
-
-def one_line_error(code: int, err: str, fragment: str) -> None:
-    assert code == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("bench: error:") and fragment in lines[0], err
-    assert "Traceback" not in err
 
 
 @pytest.fixture()
