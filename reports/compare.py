@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from tritbench.analysis.gate import VERDICTS  # the gate's words: compare and gate speak alike
 from tritbench.analysis.speedup import (
     DEFAULT_CONFIDENCE,
     MatchKey,
@@ -31,7 +32,6 @@ from tritbench.reports.markdown import md_table, md_text
 from tritbench.reports.units import fmt, interval_text, times
 
 SCHEMA = "tritbench.compare/1"
-VERDICTS = ("regression", "inconclusive", "pass")
 METRIC_NAMES = {"tokens_per_s": "tokens/s"}
 
 

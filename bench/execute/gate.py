@@ -28,8 +28,6 @@ from tritbench.plan.suite import RunConfig
 from tritbench.plan.workloads import Workload
 from tritbench.results.records import ResultsStore
 
-SIDES = ("base", "head")
-
 
 @dataclass
 class GateCase:
@@ -39,6 +37,14 @@ class GateCase:
     base: VariantRun
     head: VariantRun
     result: CaseResult
+
+
+def case_name(v: Variant, w: Workload, without_model: bool) -> str:
+    """A gated case's name: the base variant's label and the workload, without the model where the model is
+    what the two sides differ in."""
+    if without_model:
+        return f"{v.backend}/{v.model.format}/t{v.n_threads}{'/' + v.cache if v.cache else ''} {w.name}"
+    return f"{v.label} {w.name}"
 
 
 def check_interpreter(python: str) -> None:
@@ -79,13 +85,13 @@ class Gate:
             plans[name] = [replace(v, side=side.tag, python=side.python, env=side.env)
                            for v in build_plan(side.cfg, cores)]
         base, head = plans["base"], plans["head"]
-        shape = [(v.backend, v.model.format, v.n_threads, v.cache, tuple(w.name for w in v.workloads))
-                 for v in base]
-        if shape != [(v.backend, v.model.format, v.n_threads, v.cache, tuple(w.name for w in v.workloads))
-                     for v in head]:
-            labels = lambda vs: ", ".join(v.label for v in vs)  # noqa: E731
-            raise ConfigError(f"the two sides' plans differ beyond the axis: base runs {labels(base)}; "
-                              f"head runs {labels(head)}")
+
+        def shape(vs: list[Variant]) -> list[tuple]:
+            return [(v.backend, v.model.format, v.n_threads, v.cache, tuple(w.name for w in v.workloads)) for v in vs]
+
+        if shape(base) != shape(head):
+            raise ConfigError(f"the two sides' plans differ beyond the axis: base runs "
+                              f"{', '.join(v.label for v in base)}; head runs {', '.join(v.label for v in head)}")
         return list(zip(base, head, strict=True))
 
     def run(self, out: Path) -> GateResult:
@@ -99,8 +105,9 @@ class Gate:
         fingerprint = machine.fingerprint(libraries=plugin.libraries_of(cfg.backends))
         runner = Runner(cfg, list(runs.values()), store, fingerprint, on_warning=self.events.warning,
                         child=self.child)
+        by_model = self.gcfg.axis.kind == "model"  # the model is the axis: case names leave it out
         cases = [GateCase(w, runs[id(b)], runs[id(h)],
-                          CaseResult(self._case_name(b, w), gated_metrics(self.gcfg.metric, b.n_threads)))
+                          CaseResult(case_name(b, w, by_model), gated_metrics(self.gcfg.metric, b.n_threads)))
                  for b, h in twins for w in b.workloads]
         self._warn_if_blind(sum(len(c.result.gated) for c in cases))
         with store.lock():
@@ -140,11 +147,6 @@ class Gate:
             self.events.warning(f"{self.gcfg.pairs} pairs cannot show a regression at the first look ({tests} gated "
                                 f"test(s), alpha {alpha:g} there): the smallest possible p is 2^-{self.gcfg.pairs}; "
                                 f"use --pairs {need} or more")
-
-    def _case_name(self, v: Variant, w: Workload) -> str:
-        if self.gcfg.axis.kind == "model":  # the model is the axis: name the case without it
-            return f"{v.backend}/{v.model.format}/t{v.n_threads}{'/' + v.cache if v.cache else ''} {w.name}"
-        return f"{v.label} {w.name}"
 
     def _rounds(self, runner: Runner, cases: list[GateCase], first: int, last: int) -> None:
         pairs: dict[tuple[int, int], list[GateCase]] = {}

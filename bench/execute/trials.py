@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tritbench import machine, plugin
 from tritbench.analysis.gate import METRICS, clopper_pearson, gated_metrics, look, look_alphas, round_value
-from tritbench.execute.gate import run_gate
+from tritbench.execute.gate import case_name, run_gate
 from tritbench.execute.runner import Runner, VariantRun
 from tritbench.execute.session import RunEvents, check_context, ensure_models
 from tritbench.plan.ab import GateConfig, parse_axis
@@ -68,7 +68,7 @@ def record(cfg: RunConfig, base: str, head: str, rounds: int, path: Path, seed: 
                     for w in vr.variant.workloads:
                         entry = outcome.result.workloads.get(w.name) if outcome.result else None
                         if entry and entry.reps and not entry.error:
-                            case = f"{vr.variant.backend}/{vr.variant.model.format}/t{vr.variant.n_threads} {w.name}"
+                            case = case_name(vr.variant, w, without_model=True)  # B's model differs from A's
                             values.setdefault(case, {})[side] = round_value(w, entry.reps)
                     vr.written.clear()  # a failed child does not end the recording: the next round tries again
                 line = {"round": r, "variant": i, "order": order, "seconds": time.time() - t0, "values": values,
