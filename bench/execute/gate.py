@@ -10,6 +10,7 @@ children's samples become ordinary result records (one per side and case) in the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -65,8 +66,15 @@ def build_fingerprint(outcome: ChildOutcome, python: str | None) -> dict:
     info = dict(outcome.result.backend_info) if outcome.result else {}
     for key, value in list(info.items()):  # a library path says little: its contents do
         if key.endswith("_library") and isinstance(value, str) and Path(value).is_file():
-            info[key + "_sha256"] = hashlib.sha256(Path(value).read_bytes()).hexdigest()[:16]
+            st = Path(value).stat()
+            info[key + "_sha256"] = _file_digest(value, st.st_mtime_ns, st.st_size)
     return {"python": python or "the harness's own", **info}
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """Hashed once per version of the file (every child reports the same library): a rebuild changes the key."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 class Gate:
