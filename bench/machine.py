@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import sys
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
@@ -70,6 +71,53 @@ def parse_cpuinfo(text: str) -> dict:
             "board": fields.get("Model")}
 
 
+# Set by a launcher that runs tritbench under an emulator (.ci/arm-llama.sh): the words that start a program
+# under it (`qemu-aarch64-static -cpu cortex-a76 -L ROOT`). The measuring children are started with them (an
+# emulated process cannot exec another architecture's program), and every record says the timings are emulated.
+EMULATOR_ENV = "TRITBENCH_EMULATOR"
+EMULATED_TARGET_ENV = "TRITBENCH_EMULATED_TARGET"  # the build target, when it is not the emulated core
+# The key a cpuinfo written for qemu-user carries (.ci/arm-llama.sh): no kernel prints it.
+CPUINFO_EMULATOR_KEY = "tritbench-emulator"
+EMULATED_NOTE = ("emulated: timings are the emulator's, not this core's speed; cores, RAM and load are the "
+                 "host's. Correctness only: never compare them with real hardware")
+
+
+def emulator_command(env: dict[str, str] | None = None) -> list[str]:
+    """The words that start a program under the emulator this process runs in ([] on real hardware)."""
+    return shlex.split((os.environ if env is None else env).get(EMULATOR_ENV, ""))
+
+
+def emulation(cpuinfo: str, arch: str, env: dict[str, str] | None = None) -> dict | None:
+    """How this process is emulated, or None on real hardware. Three signs, any one enough: the launcher's
+    TRITBENCH_EMULATOR; a /proc/cpuinfo written for qemu-user (its `tritbench-emulator` line); a /proc/cpuinfo
+    of another architecture than the process's (qemu-user shows the guest the host's)."""
+    env = os.environ if env is None else env
+    words = emulator_command(env)
+    fields = {k.strip(): v.strip() for k, sep, v in (ln.partition(":") for ln in cpuinfo.splitlines()) if sep}
+    by = []
+    if words:
+        by.append(EMULATOR_ENV)
+    if CPUINFO_EMULATOR_KEY in fields:
+        by.append(f"/proc/cpuinfo ({CPUINFO_EMULATOR_KEY})")
+    x86_text, arm_text = "vendor_id" in fields, "CPU implementer" in fields
+    is_arm = arch.startswith(("aarch64", "arm"))
+    if (is_arm and x86_text) or (arch in ("x86_64", "i686", "i386") and arm_text):
+        by.append(f"/proc/cpuinfo of another architecture than {arch}")
+    if not by:
+        return None
+    described = words or shlex.split(fields.get(CPUINFO_EMULATOR_KEY, ""))
+    cpu = next((b for a, b in zip(described[:-1], described[1:], strict=True) if a == "-cpu"), None) \
+        or env.get("QEMU_CPU")
+    emulator = Path(words[0]).name if words else (described[0] if described else "unknown")
+    return {"emulator": emulator, "cpu": cpu, "target": env.get(EMULATED_TARGET_ENV) or cpu,
+            "detected_by": by, "timings": EMULATED_NOTE}
+
+
+def this_emulation(root: Path | None = None) -> dict | None:
+    """`emulation` of this process (None on real hardware)."""
+    return emulation(_read((root or sysfs_root()) / "proc/cpuinfo") or "", platform.machine())
+
+
 def board_model(root: Path) -> str | None:
     """The board name from the device tree (Raspberry Pi, Jetson...), None on PCs."""
     text = _read(root / "proc/device-tree/model") or _read(root / "sys/firmware/devicetree/base/model")
@@ -97,7 +145,8 @@ def fingerprint(root: Path | None = None, libraries: Iterable[str] = ()) -> dict
     tritbench's libraries and of `libraries` (the backends' runtimes) beside it."""
     root = root or sysfs_root()
     arch = platform.machine()
-    cpu = parse_cpuinfo(_read(root / "proc/cpuinfo") or "")
+    cpuinfo = _read(root / "proc/cpuinfo") or ""
+    cpu = parse_cpuinfo(cpuinfo)
     info = {
         "arch": arch,
         "cpu_model": cpu["cpu_model"] or platform.processor() or None,
@@ -114,8 +163,30 @@ def fingerprint(root: Path | None = None, libraries: Iterable[str] = ()) -> dict
         "libraries": library_versions([*LIBRARIES, *libraries]),
     }
     stable = {k: info[k] for k in ("arch", "cpu_model", "isa", "physical_cores", "logical_cores", "ram_bytes", "os")}
+    emulated = emulation(cpuinfo, arch)
+    if emulated:  # an emulated core is never the same machine as a real one (native ids stay as they were)
+        info["emulation"] = emulated
+        stable["emulation"] = {k: emulated[k] for k in ("emulator", "cpu", "target")}
+    host = fleet_host()
+    if host is not None:  # run by `bench run --hosts`: one board of a lab is one machine, even among twins
+        info["host"] = stable["host"] = host
     info["id"] = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:16]
     return info
+
+
+def fleet_host() -> dict | None:
+    """The inventory's name and labels of this host when `bench run --hosts` started the run (its agent sets
+    TRITBENCH_HOST), else None."""
+    raw = os.environ.get("TRITBENCH_HOST")
+    if not raw:
+        return None
+    try:
+        host = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(host, dict):
+        return None
+    return {"name": str(host.get("name")), "labels": dict(host.get("labels") or {})}
 
 
 def physical_cores() -> int:

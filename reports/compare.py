@@ -88,6 +88,12 @@ def compare_records(records_a: Sequence[Mapping[str, Any]], records_b: Sequence[
         if failed:
             skip(key, "; ".join(f"failed in {side}: {r.get('error') or 'no message'}" for side, r in failed))
             continue
+        emulated = [(side, (r.get("machine") or {}).get("emulation")) for side, r in (("A", ra), ("B", rb))]
+        emulated = [(side, e) for side, e in emulated if e]
+        if emulated:  # an emulator's timings are no hardware's speed: never a comparison's side
+            skip(key, "; ".join(f"{side}'s timings are emulated ({e.get('emulator')} -cpu {e.get('cpu')}), not "
+                                "hardware speed" for side, e in emulated))
+            continue
         s = record_speedup(ra, rb, metric, confidence)
         if s is None:
             skip(key, f"no {metric} samples in A or B")

@@ -49,6 +49,7 @@ class ReportData:
     projections: pd.DataFrame
     bandwidths: dict[str, dict[str, Any]] = field(default_factory=dict)
     node: str = "7nm"
+    emulated: list[str] = field(default_factory=list)  # machine labels whose timings an emulator made
 
     @property
     def n_ok(self) -> int:
@@ -91,7 +92,20 @@ def from_records(records: list[dict], bandwidth_gbps: float | None = None, node:
         sources=list(sources or []), n_records=len(df), cases=cases, kernels=kernels,
         failures=_failures(failed), machines=_machines(df), headline=headline(cases),
         projections=_projections(table, bandwidths), bandwidths=bandwidths, node=node,
+        emulated=sorted(set(df.loc[_emulated(df), "machine"])) if len(df) else [],
     )
+
+
+def _emulated(df: pd.DataFrame) -> pd.Series:
+    return _col(df, "machine.emulation.emulator").notna()
+
+
+def emulation_note(data: ReportData) -> str | None:
+    """One line for under the tables when some records were measured under an emulator (None otherwise)."""
+    if not data.emulated:
+        return None
+    return (f"Emulated: {'; '.join(data.emulated)} ran under an emulator: those timings (and speed-ups) are the "
+            "emulator's, not the hardware's speed. They show that the code runs and computes right, nothing more.")
 
 
 def _col(df: pd.DataFrame, name: str, default: Any = np.nan) -> pd.Series:
@@ -110,7 +124,13 @@ def machine_labels(df: pd.DataFrame) -> pd.Series:
     cpu = _col(df, "machine.cpu_model", "unknown CPU").fillna("unknown CPU").astype(str)
     arch = _col(df, "machine.arch", "?").fillna("?").astype(str)
     mid = _col(df, "machine.id", "").fillna("").astype(str)
-    return cpu + " (" + arch + np.where(mid != "", ", " + mid.str[:6], "") + ")"
+    emulator = _col(df, "machine.emulation.emulator", "").fillna("").astype(str)
+    emu_cpu = _col(df, "machine.emulation.cpu", "").fillna("").astype(str)
+    emulated = np.where(emulator != "", ", EMULATED by " + emulator + np.where(emu_cpu != "", " -cpu " + emu_cpu, ""),
+                        "")
+    host = _col(df, "machine.host.name", "").fillna("").astype(str)  # the inventory's name (bench run --hosts)
+    return (np.where(host != "", host + ": ", "") + cpu + " (" + arch + np.where(mid != "", ", " + mid.str[:6], "")
+            + emulated + ")")
 
 
 def _join_costs(ok: pd.DataFrame, bandwidth_gbps: float | None, table) -> tuple[pd.DataFrame, dict]:

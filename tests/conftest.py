@@ -127,6 +127,7 @@ LAYERS = {
     "test_machine.py": "integration",
     "test_memory.py": "integration",
     "test_model_overrides.py": "unit",
+    "test_llamacpp_arm.py": "system",  # cross-compiled llama.cpp under qemu-user
     "test_models_info.py": "unit",
     "test_models_llamacpp.py": "integration",
     "test_models_resolve.py": "unit",

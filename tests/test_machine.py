@@ -141,3 +141,37 @@ def test_bench_machine_prints_what_a_tree_holds_as_plain_text(tb_home, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
     assert "[bold red]CPU[/]" in proc.stdout  # the text as it is, not styled
+
+
+QEMU_CPUINFO = "processor\t: 0\nFeatures\t: fp asimd\nCPU implementer\t: 0x41\nCPU part\t: 0xd03\n" \
+               "tritbench-emulator\t: qemu-user -cpu cortex-a53\n"
+
+
+def test_emulation_is_told_by_the_launcher_or_by_cpuinfo():
+    assert machine.emulation(X86_CPUINFO, "x86_64", env={}) is None
+    assert machine.emulation(JETSON_CPUINFO, "aarch64", env={}) is None
+    launched = machine.emulation("", "aarch64", env={machine.EMULATOR_ENV: "qemu-aarch64-static -cpu max -L /r",
+                                                     machine.EMULATED_TARGET_ENV: "armv8.2-a+dotprod+fp16"})
+    assert (launched["emulator"], launched["cpu"], launched["target"]) == ("qemu-aarch64-static", "max",
+                                                                             "armv8.2-a+dotprod+fp16")
+    by_file = machine.emulation(QEMU_CPUINFO, "aarch64", env={})
+    assert (by_file["cpu"], by_file["target"]) == ("cortex-a53", "cortex-a53")
+    # qemu-user without a sysroot's cpuinfo shows the host's x86 one to an aarch64 process
+    leaked = machine.emulation("vendor_id\t: GenuineIntel\nflags\t: fpu avx2\n", "aarch64", env={"QEMU_CPU": "max"})
+    assert leaked["cpu"] == "max" and "another architecture" in leaked["detected_by"][0]
+    assert machine.emulator_command({machine.EMULATOR_ENV: "qemu-aarch64-static -cpu 'cortex-a76' -L /r s"}) == \
+        ["qemu-aarch64-static", "-cpu", "cortex-a76", "-L", "/r", "s"]
+
+
+def test_an_emulated_core_is_not_the_machine_it_imitates(tmp_path, monkeypatch):
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/cpuinfo").write_text(QEMU_CPUINFO.replace("tritbench-emulator\t: qemu-user -cpu cortex-a53\n",
+                                                                ""))
+    monkeypatch.setattr(machine.platform, "machine", lambda: "aarch64")
+    monkeypatch.delenv(machine.EMULATOR_ENV, raising=False)
+    real = machine.fingerprint(tmp_path)
+    assert "emulation" not in real
+    (tmp_path / "proc/cpuinfo").write_text(QEMU_CPUINFO)
+    emulated = machine.fingerprint(tmp_path)
+    assert emulated["cpu_model"] == real["cpu_model"] == "Cortex-A53"
+    assert emulated["emulation"]["cpu"] == "cortex-a53" and emulated["id"] != real["id"]

@@ -5,7 +5,7 @@ import pytest
 from tritbench.errors import ConfigError
 from tritbench.plan.profiles import BUILTIN, Profile, parse_profiles, parse_size
 
-from .conftest import PLUGINS, read_jsonl, run_bench
+from .conftest import PLUGINS, bench_in_process, read_jsonl, run_bench
 
 
 @pytest.mark.parametrize("text,expected", [("4GiB", 4 << 30), ("512 MiB", 512 << 20), ("1G", 1 << 30),
@@ -47,6 +47,7 @@ def test_a_profile_is_applied_to_the_child_and_recorded(tb_home, tiny_models, tm
     for r in recs:
         prof = r["settings"]["profile"]
         assert prof["name"] == "edge-1c-1g" and prof["cpus"] == [0] and prof["memory_bytes"] == 1 << 30
+        assert any("big.LITTLE" in c for c in prof["cannot_imitate"])  # what the numbers do not stand for
         assert r["settings"]["n_threads"] == 1
         if r["backend"]["name"] == "memhog":  # it reports what it sees from inside the child
             assert r["settings"]["affinity"] == [0] and r["settings"]["rlimit_as"] == 1 << 30
@@ -70,3 +71,16 @@ def test_a_model_that_does_not_fit_fails_with_the_reason(tb_home, tiny_models, t
 def test_profile_errors(args, message, tb_home, tmp_path):
     proc = run_bench(["run", "-m", "tiny", *args, "--out", str(tmp_path / "o")], tb_home)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_board_profiles_name_their_board_and_what_they_cannot_imitate(monkeypatch, capsys):
+    for name, board, limit in (("pi5-like", "Raspberry Pi 5", "LPDDR4X"), ("orin-nano-like", "Jetson Orin Nano",
+                                                                             "LPDDR5")):
+        resolved = BUILTIN[name].resolve([0, 1])
+        assert board in resolved["imitates"]
+        assert any(limit in c for c in resolved["cannot_imitate"]) and any("thermal" in c
+                                                                           for c in resolved["cannot_imitate"])
+    assert all(p.cannot_imitate for p in BUILTIN.values())
+    assert parse_profiles({"b": {"cpus": 1}})["b"].cannot_imitate  # a custom profile is no board either
+    code, out, _ = bench_in_process(["list", "profiles"], monkeypatch, capsys)
+    assert code == 0 and "Raspberry Pi 5" in out and "Jetson Orin Nano" in out and "thermal" in out

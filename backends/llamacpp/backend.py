@@ -7,6 +7,7 @@ reuses a matching KV prefix and samples. Timing, statistics and storage belong t
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 from typing import ClassVar
 
@@ -38,10 +39,24 @@ def _quiet_logs(llama_cpp) -> None:
     llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
+def _lib_dir() -> str:
+    """The folder llama-cpp-python loads its libraries from: LLAMA_CPP_LIB_PATH (a cross-built or shared
+    build, as .ci/arm-llama.sh sets it) or the package's own lib/."""
+    return os.environ.get("LLAMA_CPP_LIB_PATH") or os.path.join(os.path.dirname(_llama().__file__), "lib")
+
+
+def _build_info(lib_dir: str) -> dict | None:
+    """What a build recipe wrote beside the libraries (.ci/arm-llama.sh: target, flags, compiler), if any."""
+    try:
+        with open(os.path.join(lib_dir, "build.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def _lib_string(lib_name: str, symbol: str) -> str | None:
-    """A version string exported by one of the bundled shared libraries (None if absent)."""
-    llama_cpp = _llama()
-    path = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", lib_name)
+    """A version string exported by one of the loaded shared libraries (None if absent)."""
+    path = os.path.join(_lib_dir(), lib_name)
     try:
         fn = getattr(ctypes.CDLL(path), symbol)
     except (OSError, AttributeError):
@@ -81,6 +96,9 @@ class LlamaCppBackend:
             "ggml_version": _lib_string("libggml-base.so", "ggml_version"),
             "llama_version": _lib_string("libllama.so", "llama_version"),
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+            # which library ran (a gate hashes `*_library` files) and, where recorded, how it was built
+            "llama_library": os.path.join(_lib_dir(), "libllama.so"),
+            "build": _build_info(_lib_dir()),
         }
 
     def open(self, model_path: str, n_threads: int, options: dict, n_ctx: int) -> LlamaCppSession:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 CSRC_DIR = Path(__file__).resolve().parent / "csrc"
 LIB_PATH = Path(__file__).resolve().parent / "lib" / "libtritbench_ternary.so"
 BUILD_COMMAND = "make -C backends/onnx/csrc"
+LIB_ENV = "TRITBENCH_ONNX_LIB"
 
 
 class LibraryNotBuiltError(RuntimeError):
@@ -15,7 +17,10 @@ class LibraryNotBuiltError(RuntimeError):
 
 
 def library_path() -> Path:
-    """Path of the built custom-op library; raises LibraryNotBuiltError when it is missing or stale."""
+    """Path of the built custom-op library; raises LibraryNotBuiltError when it is missing or stale.
+    TRITBENCH_ONNX_LIB names another build (an aarch64 one, under qemu: .ci/arm-llama.sh)."""
+    if os.environ.get(LIB_ENV):
+        return Path(os.environ[LIB_ENV])
     if not LIB_PATH.exists():
         raise LibraryNotBuiltError(f"{LIB_PATH} is missing: build it with `{BUILD_COMMAND}` (from the repo root)")
     sources = [p for p in CSRC_DIR.iterdir() if p.suffix in (".c", ".h") or p.name == "Makefile"]

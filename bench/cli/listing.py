@@ -10,6 +10,7 @@ from rich.text import Text
 from tritbench import plugin
 from tritbench.cli.console import plain, stdout
 from tritbench.errors import ConfigError
+from tritbench.plan.profiles import BUILTIN
 from tritbench.reports.units import inert
 
 app = typer.Typer(no_args_is_help=True, help="List what this installation has.")
@@ -30,3 +31,17 @@ def list_backends() -> None:
         for key, o in cls.options.items():
             options.add_row(plain(name), plain(key), plain("auto" if o.default is None else o.default), plain(o.help))
     stdout().print(backends, options)
+
+
+@app.command("profiles")
+def list_profiles() -> None:
+    """Built-in edge profiles (`bench run --profile NAME`): the board each imitates and what it cannot."""
+    table = Table("profile", "cpus", "memory", "threads", "imitates", "cannot imitate", box=box.SIMPLE,
+                  padding=(0, 1), pad_edge=False)
+    for p in BUILTIN.values():
+        memory = f"{p.memory_bytes / (1 << 30):g} GiB" if p.memory_bytes else "-"
+        cpus = f"{p.cpus} (at most this machine's)" if p.cap_to_machine else str(p.cpus)
+        table.add_row(plain(p.name), plain(cpus), plain(memory), plain(p.threads or "-"),
+                      plain(p.imitates or "no particular board"), plain("; ".join(p.cannot_imitate)))
+    stdout().print(table, plain("Timings under a profile are this machine's: a profile tells whether a model "
+                                "fits and how it scales with that many cores, not how fast the board is."))

@@ -239,6 +239,11 @@ def run_gate(gcfg: GateConfig, cfg: RunConfig, events: RunEvents | None = None, 
     """Validate, prepare both sides (ref: build each revision; python: check each interpreter), then gate."""
     events = events or RunEvents()
     gcfg.validate()
+    emulated = machine.this_emulation()
+    if emulated:  # an emulator's timings say nothing of any core's speed: no verdict may rest on them
+        raise ConfigError(f"bench gate refuses to run under an emulator ({emulated['emulator']}"
+                          f"{' -cpu ' + emulated['cpu'] if emulated['cpu'] else ''}): its timings are not "
+                          "hardware speed; gate on real hardware")
     ResultsStore.check_writable(Path(cfg.out))
     base, head = sides(gcfg.axis, cfg)
     if gcfg.axis.kind == "ref":

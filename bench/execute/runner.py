@@ -112,7 +112,9 @@ def _run_child(job: Job, timeout: float, env: dict, limit: Callable[[list[str]],
         job.result_path = str(result_path)
         job_path.write_text(job.to_json())
         with open(log_path, "wb") as log:
-            cmd = [python or sys.executable, "-m", "tritbench.execute.child", str(job_path)]
+            # under an emulator the child starts through it: an emulated process cannot exec its own binary
+            cmd = [*machine.emulator_command(), python or sys.executable, "-m", "tritbench.execute.child",
+                   str(job_path)]
             proc = subprocess.Popen(
                 limit(cmd) if limit else cmd,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env,

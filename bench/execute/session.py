@@ -156,6 +156,9 @@ def _probe_bandwidth(variants: list[Variant], events: RunEvents) -> dict[int, di
     from tritbench.measure.bandwidth import read_bandwidth_in_child
 
     out: dict[int, dict] = {}
+    if machine.emulator_command():  # an emulated memory system has no bandwidth worth a roofline, and it is slow
+        events.warning("read bandwidth not probed: running under an emulator (no roofline, no share of bandwidth)")
+        return out
     for t in sorted({v.n_threads for v in variants}):
         with events.step(f"probing read bandwidth with {t} thread(s)..."):
             out[t] = read_bandwidth_in_child(t)

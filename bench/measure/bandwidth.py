@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tritbench.machine import sysfs_root
+from tritbench.machine import emulator_command, sysfs_root
 
 MIN_BUFFER_BYTES = 256 << 20
 # Built by `make` (bench/csrc/Makefile).
@@ -158,8 +158,9 @@ def read_bandwidth_in_child(n_threads: int = 1) -> dict:
     touch the probe's buffer itself: a child's lifetime peak RSS (ru_maxrss) starts from its parent's
     high-water mark, so every later case would report the buffer as its own peak. Falls back to this
     process (and says so in `method`) if the child fails."""
-    proc = subprocess.run([sys.executable, "-m", "tritbench.measure.bandwidth", str(n_threads)], capture_output=True,
-                          text=True, timeout=600)
+    # under an emulator the child starts through it (an emulated process cannot exec its own binary)
+    proc = subprocess.run([*emulator_command(), sys.executable, "-m", "tritbench.measure.bandwidth", str(n_threads)],
+                          capture_output=True, text=True, timeout=600)
     try:
         return json.loads(proc.stdout)
     except json.JSONDecodeError:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tritbench import plugin
+from tritbench import machine, plugin
 from tritbench.errors import ConfigError
 from tritbench.plan.profiles import allowed_cpus, get_profile, parse_profiles
 from tritbench.plan.suite import RunConfig
@@ -137,6 +137,9 @@ def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
     limits = None
     if cfg.profile:
         limits = get_profile(cfg.profile, parse_profiles(cfg.profiles)).resolve(allowed_cpus())
+        if limits["memory_bytes"] and machine.emulator_command():
+            raise ConfigError(f"profile '{cfg.profile}' caps memory with RLIMIT_AS, which crashes a program run "
+                              f"under an emulator ({machine.EMULATOR_ENV} is set): run edge profiles natively")
         default_threads = limits["threads"]
         for t in cfg.threads:
             if t > len(limits["cpus"]):

@@ -42,6 +42,8 @@ class Profile:
     memory_bytes: int | None = None
     threads: int | None = None
     cap_to_machine: bool = False
+    imitates: str | None = None  # the real board, where the profile stands for one
+    cannot_imitate: tuple[str, ...] = ()  # what of that board (or any device) a profile leaves as this machine's
 
     def resolve(self, allowed: list[int]) -> dict:
         """The concrete limits on this machine: which CPUs, how much memory, how many threads."""
@@ -54,18 +56,37 @@ class Profile:
                     f"profile '{self.name}' asks for {self.cpus} CPUs but this machine has {len(allowed)}")
             cpus = allowed[: self.cpus]
         threads = min(self.threads or len(cpus), len(cpus)) if self.cap_to_machine else (self.threads or len(cpus))
-        return {**asdict(self), "cpus": cpus, "threads": threads}
+        return {**asdict(self), "cpus": cpus, "threads": threads, "cannot_imitate": list(self.cannot_imitate)}
 
+
+# What no profile changes: the cores that run are this machine's, and so is everything around them.
+THIS_MACHINE = ("the cores: this machine's microarchitecture, clock and caches run, not the board's",
+                "memory bandwidth and latency: this machine's DRAM, not the board's")
+GENERIC = (*THIS_MACHINE, "big.LITTLE: a device's slow and fast cores are not told apart",
+           "thermal limits: a fanless device's throttling under sustained load")
 
 BUILTIN = {
     p.name: p
     for p in (
-        # Raspberry Pi 5: 4 Cortex-A76 cores, 4 GB board (8 GB exists too)
-        Profile("pi5-like", cpus=4, memory_bytes=4 << 30, threads=4, cap_to_machine=True),
-        # Jetson Orin Nano: 6 Cortex-A78AE cores, 8 GB shared with the GPU
-        Profile("orin-nano-like", cpus=6, memory_bytes=8 << 30, threads=6, cap_to_machine=True),
-        Profile("edge-1c-1g", cpus=1, memory_bytes=1 << 30, threads=1),
-        Profile("edge-2c-2g", cpus=2, memory_bytes=2 << 30, threads=2),
+        # Figures from the boards' product briefs (Raspberry Pi 5, Jetson Orin Nano 8GB module data sheet).
+        Profile("pi5-like", cpus=4, memory_bytes=4 << 30, threads=4, cap_to_machine=True,
+                imitates="Raspberry Pi 5, 4 GB (Broadcom BCM2712: 4x Cortex-A76 at 2.4 GHz, LPDDR4X-4267 on a "
+                         "32-bit bus; 8 GB boards exist too)",
+                cannot_imitate=(*THIS_MACHINE[:1],
+                                "memory bandwidth: the Pi 5's LPDDR4X (about 17 GB/s peak), not this machine's DRAM",
+                                "thermal limits: the Pi 5 throttles from 80 C without a cooler",
+                                "CPUs beyond this machine's: capped at its count")),
+        Profile("orin-nano-like", cpus=6, memory_bytes=8 << 30, threads=6, cap_to_machine=True,
+                imitates="NVIDIA Jetson Orin Nano 8GB (6x Cortex-A78AE at up to 1.5 GHz, 8 GB "
+                         "LPDDR5 shared with the GPU)",
+                cannot_imitate=(*THIS_MACHINE[:1],
+                                "memory bandwidth: Orin Nano's LPDDR5 (68 GB/s peak, shared with the GPU), not this "
+                                "machine's DRAM",
+                                "the GPU and its share of the 8 GB: CPU only here",
+                                "power modes and thermal limits (nvpmodel budgets such as 7 W and 15 W)",
+                                "CPUs beyond this machine's: capped at its count")),
+        Profile("edge-1c-1g", cpus=1, memory_bytes=1 << 30, threads=1, cannot_imitate=GENERIC),
+        Profile("edge-2c-2g", cpus=2, memory_bytes=2 << 30, threads=2, cannot_imitate=GENERIC),
     )
 }
 
@@ -86,7 +107,7 @@ def parse_profiles(table: dict) -> dict[str, Profile]:
         if memory is not None and memory < MIN_MEMORY_BYTES:
             raise ConfigError(f"profiles.{name}.memory must be at least 64 MiB, got {spec['memory']!r} "
                               f"({memory} bytes; give a unit, e.g. 1.5GiB)")
-        out[name] = Profile(name, spec.get("cpus"), memory, spec.get("threads"))
+        out[name] = Profile(name, spec.get("cpus"), memory, spec.get("threads"), cannot_imitate=GENERIC)
     return out
 
 
