@@ -120,7 +120,7 @@ def _num(df: pd.DataFrame, name: str) -> pd.Series:
 
 
 def machine_labels(df: pd.DataFrame) -> pd.Series:
-    """'cpu model (arch, id…)' per row: readable, and distinct for distinct machines."""
+    """'[host: ]cpu model (arch, id…)' per row: readable, and distinct for distinct machines."""
     cpu = _col(df, "machine.cpu_model", "unknown CPU").fillna("unknown CPU").astype(str)
     arch = _col(df, "machine.arch", "?").fillna("?").astype(str)
     mid = _col(df, "machine.id", "").fillna("").astype(str)

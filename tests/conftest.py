@@ -119,6 +119,8 @@ LAYERS = {
     "test_gate.py": "unit",  # the gate's schedule with a fake child in place of a process
     "test_gate_cli.py": "integration",
     "test_history.py": "unit",
+    "test_fleet.py": "system",
+    "test_fleet_inventory.py": "unit",
     "test_kernel_backends.py": "integration",
     "test_kernels.py": "integration",
     "test_layout.py": "unit",

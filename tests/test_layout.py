@@ -1,7 +1,7 @@
 """The house rules, checked: one import namespace, and imports that flow one way.
 
 Layers, top to bottom (a module imports its own group and the groups its group lists, never upwards):
-cli -> execute / reports -> analysis -> plan / results / costmodel -> plugin / measure / machine / models
+cli -> fleet -> execute / reports -> analysis -> plan / results / costmodel -> plugin / measure / machine / models
 (analysis sits below execute and reports, which both summarise with it).
 Backends import only the plugin API and the model matrices."""
 
@@ -24,7 +24,8 @@ PACKAGE_DIR = PYPROJECT["tool"]["setuptools"]["package-dir"]
 # group -> the groups it may import (besides itself)
 BOTTOM = {"errors", "machine", "plugin", "measure", "models"}
 ALLOWED = {
-    "cli": {"execute", "reports", "analysis", "plan", "results", "costmodel", *BOTTOM},
+    "cli": {"execute", "fleet", "reports", "analysis", "plan", "results", "costmodel", *BOTTOM},
+    "fleet": {"execute", "plan", "results", *BOTTOM},  # the agent runs a session on the device
     "execute": {"analysis", "plan", "results", *BOTTOM},
     "reports": {"analysis", "results", "costmodel", "plugin", "errors"},
     "analysis": {"plan", "results", "measure", "plugin", "errors"},

@@ -23,6 +23,8 @@ def library_path() -> Path:
         return Path(os.environ[LIB_ENV])
     if not LIB_PATH.exists():
         raise LibraryNotBuiltError(f"{LIB_PATH} is missing: build it with `{BUILD_COMMAND}` (from the repo root)")
+    if not CSRC_DIR.is_dir():  # installed from a wheel (a remote host's bundle): no sources to be older than
+        return LIB_PATH
     sources = [p for p in CSRC_DIR.iterdir() if p.suffix in (".c", ".h") or p.name == "Makefile"]
     newest = max(sources, key=lambda p: p.stat().st_mtime)
     if newest.stat().st_mtime > LIB_PATH.stat().st_mtime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tritbench.cli import compare, db, listing, machine, models, run
+from tritbench.cli import compare, db, hosts, listing, machine, models, run
 from tritbench.cli.cost import cost
 from tritbench.cli.gate import gate, trials
 from tritbench.cli.report import report
@@ -20,3 +20,4 @@ app.command("gate")(gate)
 app.add_typer(trials, name="gate-trials")
 app.command("compare")(compare.compare)
 app.add_typer(db.app, name="db")
+app.add_typer(hosts.app, name="hosts")

@@ -168,6 +168,7 @@ def run(
     idle_s: Annotated[float | None, typer.Option("--idle-s", help="Idle-power baseline seconds (0: none)")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the random token traces")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the latest run in --out")] = False,
+    hosts: Annotated[Path | None, typer.Option("--hosts", help="Inventory TOML: run on its hosts over SSH")] = None,
 ) -> None:
     """Run backends over models and workloads; write one JSON record per case under --out."""
     overrides = {
@@ -176,6 +177,11 @@ def run(
         "repetitions": repetitions, "rounds": rounds, "output": output, "idle_s": idle_s, "seed": seed,
     }
     cfg = make_config(load_suite(suite), overrides)
+    if hosts is not None:
+        from tritbench.cli.hosts import run_on_hosts
+
+        run_on_hosts(hosts, cfg, resume)
+        return
     events = TerminalEvents()
     with measuring(events, after="; `bench run ... --resume` continues"):
         outcome = run_session(cfg, resume=resume, events=events)
