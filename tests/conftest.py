@@ -119,6 +119,7 @@ LAYERS = {
     "test_gate.py": "unit",  # the gate's schedule with a fake child in place of a process
     "test_gate_cli.py": "integration",
     "test_history.py": "unit",
+    "test_history_pg.py": "integration",  # a real PostgreSQL server started on loopback
     "test_fleet.py": "system",
     "test_fleet_inventory.py": "unit",
     "test_kernel_backends.py": "integration",
@@ -126,10 +127,10 @@ LAYERS = {
     "test_layout.py": "unit",
     "test_lifecycle.py": "integration",  # real runners killed and signalled
     "test_llamacpp.py": "integration",
+    "test_llamacpp_arm.py": "system",  # cross-compiled llama.cpp under qemu-user
     "test_machine.py": "integration",
     "test_memory.py": "integration",
     "test_model_overrides.py": "unit",
-    "test_llamacpp_arm.py": "system",  # cross-compiled llama.cpp under qemu-user
     "test_models_info.py": "unit",
     "test_models_llamacpp.py": "integration",
     "test_models_resolve.py": "unit",

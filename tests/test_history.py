@@ -363,10 +363,14 @@ def test_flatten_keeps_only_values_of_the_right_type():
     assert json.loads(flat["record"].replace("NaN", "null"))["run_id"] == "r"
 
 
-def test_the_store_protocol_is_one_place_to_add_postgresql(tmp_path):
+def test_open_store_picks_the_store_from_the_location(tmp_path):
+    from tritbench.results.postgres import PostgresStore
+
     assert isinstance(open_store(tmp_path / "db"), ParquetStore)
-    with pytest.raises(BenchError, match="PostgreSQL history is not available yet"):
-        open_store("postgresql://lab/tritbench")
+    pg = open_store("postgresql://bob:hunter2@lab:5433/tritbench")  # nothing connects until it is used
+    assert isinstance(pg, PostgresStore) and pg.location == "postgresql://bob:***@lab:5433/tritbench"
+    with pytest.raises(BenchError, match="not a PostgreSQL URL: 'postgresql:/lab/tritbench'"):
+        open_store(Path("postgresql://lab/tritbench"))  # what a Path makes of a URL
 
 
 # ---- bad input: one line, exit 2 ---------------------------------------------------------------------------
@@ -481,3 +485,29 @@ def test_report_reads_the_history_with_its_filters(tmp_path, monkeypatch, capsys
     assert code == 2 and "filter the history: add --history" in err
     code, _, err = bench(["report"], monkeypatch, capsys)
     assert code == 2 and "or --history" in err
+
+
+# ---- the history as input: bench compare and bench gate --baseline ------------------------------------------------
+
+def test_compare_and_gate_take_a_history_folder_as_a_side(tmp_path, monkeypatch, capsys):
+    from .test_compare import llm, noisy
+
+    a = write(tmp_path / "a" / "run-a.jsonl", [llm("f16", noisy(100, seed=1)), llm("tq2_0", noisy(150, seed=2))])
+    b = write(tmp_path / "b" / "run-b.jsonl", [llm("f16", noisy(100, seed=3), "run-b"),
+                                               llm("tq2_0", noisy(120, seed=4), "run-b")])
+    db = tmp_path / "db"
+    bench(["db", "ingest", a, b, "--db", db], monkeypatch, capsys)  # B too: it is left out of the history side
+    _, want, _ = bench(["compare", a, b, "-o", "json"], monkeypatch, capsys)
+    code, got, err = bench(["compare", db, b, "-o", "json", "--since", "2025-01-01"], monkeypatch, capsys)
+    assert code == 0, err
+    assert json.loads(got)["cases"] == json.loads(want)["cases"] and json.loads(got)["a"] == [f"history {db}"]
+    code, out, _ = bench(["gate", "--baseline", db, b, "--machine", "AMD"], monkeypatch, capsys)
+    assert code == 1 and out.strip().splitlines()[-1] == "gate: 1 passed, 1 failed, 0 skipped"
+    code, _, err = bench(["compare", db, b, "--model", "small"], monkeypatch, capsys)
+    one_line_error(code, err, f"nothing to compare: A (history {db}) holds no result records that match the filters")
+    code, _, err = bench(["compare", a, b, "--model", "tiny"], monkeypatch, capsys)
+    one_line_error(code, err, "--machine, --model, --backend and --since filter a results history")
+    code, _, err = bench(["gate", "--ab", "env:X=a,b", "--since", "2025-01-01"], monkeypatch, capsys)
+    one_line_error(code, err, "filter a --baseline history")
+    code, _, err = bench(["compare", db, b, "--since", "last week"], monkeypatch, capsys)
+    one_line_error(code, err, "--since takes a date")

@@ -1,5 +1,7 @@
 """`bench db`: the results history (tritbench.results.history): result JSONL files ingested into Parquet files
-and queried with DuckDB. The JSONL files stay the truth: `bench db rebuild` makes the history again from them."""
+and queried with DuckDB, or, with --store, into a team's PostgreSQL database (tritbench.results.postgres). The
+JSONL files stay the truth: `bench db rebuild` makes the history again from them; `bench db push` copies the
+embedded history into PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,12 +17,16 @@ from tritbench.cli.console import err, plain, split, warn_skipped
 from tritbench.errors import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="The results history: ingest result files into Parquet, query it with DuckDB.")
+                  help="The results history: ingest result files into Parquet (or PostgreSQL with --store), "
+                       "query it.")
 
 OUTPUTS = ("md", "csv", "json")
 
 Db = Annotated[Path | None, typer.Option("--db", help="History folder (default: $TRITBENCH_HOME/history, else "
                                                        "~/.cache/tritbench/history)")]
+Store = Annotated[str | None, typer.Option("--store", help="A PostgreSQL history instead of the folder: "
+                                                         "postgresql://user@host:port/db (a password is best kept in "
+                                                         "PGPASSWORD or ~/.pgpass)")]
 Machine = Annotated[str | None, typer.Option("--machine", help="Machine ids or parts of CPU models, comma-separated")]
 Model = Annotated[str | None, typer.Option("--model", help="Model names or formats, comma-separated")]
 Backend = Annotated[str | None, typer.Option("--backend", help="Backend names, comma-separated")]
@@ -40,43 +46,79 @@ def filters(machine: str | None, model: str | None, backend: str | None, since: 
     return Filters(machine=split(machine), model=split(model), backend=split(backend), since=when)
 
 
+def history_store(db: Path | None, store: str | None):
+    """The history the flags name: --store (a PostgreSQL URL) or --db (a folder; by default the default one)."""
+    from tritbench.results.history import is_postgres, open_store
+
+    if db is not None and is_postgres(db):  # typer made the URL a path ("postgresql:/host/db"): name the flag
+        raise ConfigError("--db takes a history folder: give a PostgreSQL history as --store "
+                          "postgresql://user@host:port/db")
+    if store is None:
+        return open_store(db)
+    if db is not None:
+        raise ConfigError("--db and --store name two histories: give one (`bench db push --db DIR --store URL` "
+                          "copies one into the other)")
+    if not is_postgres(store):
+        from tritbench.results.postgres import mask
+
+        raise ConfigError(f"--store takes a postgresql://user@host:port/db URL (a history folder is --db), got "
+                          f"{mask(store)!r}")
+    return open_store(store)
+
+
 @app.command("ingest")
 def ingest(
     results: Annotated[list[Path], typer.Argument(help="Results files (run-*.jsonl) or folders of them")],
     db: Db = None,
+    store: Store = None,
 ) -> None:
     """Add result records to the history: the same file twice adds nothing, a newer record of a case replaces it."""
-    from tritbench.results.history import ingest_paths, open_store
+    from tritbench.results.history import ingest_paths
 
-    store = open_store(db)
+    history = history_store(db, store)
     problems: list[str] = []
     try:
-        counts = ingest_paths(store, results, problems)
+        counts = ingest_paths(history, results, problems)
     finally:
         warn_skipped(problems)
     skipped = f" ({counts.skipped_files} file(s) unchanged since ingested, not read)" if counts.skipped_files else ""
     print(f"ingested {counts.read} records{skipped}: {counts.added} added, {counts.replaced} replaced by newer, "
           f"{counts.unchanged} already held, {counts.older} not newer than the history's")
-    print(f"history {store.location}: {counts.rows} records from {counts.sources} result file(s)")
+    print(f"history {history.location}: {counts.rows} records from {counts.sources} result file(s)")
+
+
+@app.command("push")
+def push(
+    store: Annotated[str, typer.Option("--store", help="The PostgreSQL history to push into: "
+                                                       "postgresql://user@host:port/db")],
+    db: Db = None,
+) -> None:
+    """Copy the embedded history (--db) into a PostgreSQL one (--store): again adds nothing; newer records win."""
+    from tritbench.results.postgres import push as push_rows
+
+    target, source = history_store(None, store), history_store(db, None)
+    counts = push_rows(source, target)
+    print(f"pushed {counts.read} records from {source.location}: {counts.added} added, {counts.replaced} replaced "
+          f"by newer, {counts.unchanged} already held, {counts.older} not newer than the store's")
+    print(f"history {target.location}: {counts.rows} records from {counts.sources} result file(s)")
 
 
 @app.command("rebuild")
-def rebuild(db: Db = None) -> None:
+def rebuild(db: Db = None, store: Store = None) -> None:
     """Make the history again from the result files it was ingested from; prints its checksum before and after."""
     from tritbench.errors import BenchError
-    from tritbench.results.history import open_store
 
-    store = open_store(db)
+    history = history_store(db, store)
     try:
-        before = store.checksum()
+        before = history.checksum()
     except BenchError:  # a corrupt segment: the rebuild is what repairs it
         before = "unreadable"
     problems: list[str] = []
     try:
-        counts = store.rebuild(problems)
+        counts = history.rebuild(problems)
     finally:
         warn_skipped(problems)
-    after = store.checksum()
+    after = history.checksum()
     for path in counts.changed_files:
         err.print(plain(f"note: {path} changed since it was ingested"), soft_wrap=True)
     print(f"rebuilt from {counts.sources} result file(s): {counts.rows} records")
@@ -84,16 +126,14 @@ def rebuild(db: Db = None) -> None:
 
 
 @app.command("info")
-def info(db: Db = None) -> None:
+def info(db: Db = None, store: Store = None) -> None:
     """Where the history is, its size, its source files and its checksum."""
     from tritbench.reports.units import iec
-    from tritbench.results.history import open_store
 
-    store = open_store(db)
-    facts = store.info()
-    print(f"history {facts['location']}: {facts['records']} records in {facts['segments']} Parquet file(s), "
-          f"{iec(facts['bytes'])}")
-    print(f"checksum {store.checksum()}")
+    history = history_store(db, store)
+    facts = history.info()
+    print(f"history {facts['location']}: {facts['records']} records in {facts['storage']}, {iec(facts['bytes'])}")
+    print(f"checksum {history.checksum()}")
     print(f"{len(facts['sources'])} source file(s):")
     for s in facts["sources"]:
         sys.stdout.write(f"  {plain(s)}\n")
@@ -107,14 +147,13 @@ def query(
     since: Since = None,
     output: Annotated[str, typer.Option("-o", "--output", help="md, csv or json")] = "md",
     db: Db = None,
+    store: Store = None,
 ) -> None:
     """Median tokens/s by machine x model x format x backend x threads x workload, over the history."""
-    from tritbench.results.history import open_store
-
     kind = output.lower()
     if kind not in OUTPUTS:
         raise ConfigError(f"-o must be md, csv or json, got {output!r}")
-    rows = open_store(db).summary(filters(machine, model, backend, since))
+    rows = history_store(db, store).summary(filters(machine, model, backend, since))
     if not rows:
         err.print("no ok record with tokens/s matches", soft_wrap=True)
     sys.stdout.write(render(rows, kind))

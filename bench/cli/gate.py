@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from tritbench.cli import db as db_flags
 from tritbench.cli import run as flags
 from tritbench.cli.console import err, plain
 from tritbench.errors import BenchError
@@ -37,8 +38,14 @@ def gate(
     ab: Annotated[str | None, typer.Option("--ab", help="AXIS=BASE,HEAD: ref=, python=, model=, opt:NAME=, env:NAME=")
                   ] = None,
     suite: Annotated[Path | None, typer.Argument(help="Suite TOML file; with --baseline: the results to judge")] = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", help="Stored results of this machine to judge "
-                                                                     "RESULTS against (dedicated machines)")] = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Stored results of this machine to judge RESULTS "
+                                                                    "against (dedicated machines): files, a bench db "
+                                                                    "folder or a postgresql:// URL")] = None,
+    machine: Annotated[str | None, typer.Option("--machine", help="--baseline history: machine ids or parts of CPU "
+                                                                  "models")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="--baseline history: model names or formats")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="--baseline history: backend names")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="--baseline history: records from this date on")] = None,
     backends: flags.Backends = None,
     models: flags.Models = None,
     formats: flags.Formats = None,
@@ -79,8 +86,11 @@ def gate(
                              "results")
         if suite is None:
             raise BenchError("--baseline needs the results to judge: bench gate --baseline BASE RESULTS")
+        picked = (machine, model, backend, since)
         _baseline_gate(baseline, suite, fraction(threshold, "--threshold"), alpha, fraction(min_effect, "--min-effect"),
-                       inconclusive, json_path, junit)
+                       inconclusive, json_path, junit, db_flags.filters(*picked), any(v is not None for v in picked))
+    if any(v is not None for v in (machine, model, backend, since)):
+        raise BenchError("--machine, --model, --backend and --since filter a --baseline history")
     if ab is None:
         raise BenchError("bench gate needs --ab AXIS=BASE,HEAD (or --baseline BASE RESULTS)")
     axis = parse_axis(ab)
@@ -123,22 +133,25 @@ def gate(
     raise typer.Exit(result.exit_code())
 
 
-def _baseline_gate(base: Path, results: Path, threshold: float, alpha: float, min_effect: float,
-                   inconclusive: str, json_path: str | None, junit: str | None) -> None:
+def _baseline_gate(base: str, results: Path, threshold: float, alpha: float, min_effect: float,
+                   inconclusive: str, json_path: str | None, junit: str | None, filters, filtering: bool) -> None:
     """Judge a run against stored results of the same machine and plan: two separate runs share no rounds, so
-    the interval is an unpaired bootstrap of the ratio of medians, trustworthy only on a quiet machine."""
-    from tritbench.cli.compare import read_results
+    the interval is an unpaired bootstrap of the ratio of medians, trustworthy only on a quiet machine. The
+    baseline may be a results history (tritbench.cli.compare.read_pair: filtered, and the newest record of each
+    case)."""
+    from tritbench.cli.compare import read_pair
     from tritbench.reports.compare import compare_records, to_json, to_markdown
 
     GateConfig(parse_axis("env:X=a,b"), threshold=threshold, alpha=alpha, min_effect=min_effect,
                inconclusive=inconclusive).validate()
     if junit:
         raise BenchError("--junit is for --ab gates; --baseline writes --json")
-    result = compare_records(read_results(base, "the baseline"), read_results(results, "RESULTS"), "tokens_per_s",
-                             1 - 2 * alpha, threshold, min_effect, machine=True)
-    result.a_sources, result.b_sources = [str(base)], [str(results)]
+    (old, name_a), (new, name_b) = read_pair(base, str(results), ("the baseline", "RESULTS"), filters, filtering,
+                                             True)
+    result = compare_records(old, new, "tokens_per_s", 1 - 2 * alpha, threshold, min_effect, machine=True)
+    result.a_sources, result.b_sources = [name_a], [name_b]
     if not result.cases:
-        raise BenchError(f"nothing to judge: no case of {results} matches a case of {base} on this machine id")
+        raise BenchError(f"nothing to judge: no case of {name_b} matches a case of {name_a} on this machine id")
     text = to_markdown(result)
     blind = [c["label"] for c in result.cases if _undetectable(c["speedup"], threshold)]
     text += ("\nBaseline mode compares two separate runs (unpaired): trustworthy only on a quiet, dedicated "

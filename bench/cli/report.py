@@ -25,6 +25,7 @@ def report(
     title: Annotated[str, typer.Option("--title", help="Page title")] = "tritbench report",
     history: Annotated[bool, typer.Option("--history", help="Also report the results history (bench db)")] = False,
     db: db_flags.Db = None,
+    store: db_flags.Store = None,
     machine: db_flags.Machine = None,
     model: db_flags.Model = None,
     backend: db_flags.Backend = None,
@@ -42,7 +43,7 @@ def report(
     if bandwidth is not None and not (math.isfinite(bandwidth) and bandwidth > 0):
         raise ConfigError(f"--bandwidth must be a positive number of GB/s, got {bandwidth}")
     results = results or []
-    use_history = history or db is not None
+    use_history = history or db is not None or store is not None
     if not results and not use_history:
         raise ConfigError("name results files or folders, or --history (the results history of `bench db`)")
     if not use_history and any(v is not None for v in (machine, model, backend, since)):
@@ -54,12 +55,11 @@ def report(
     records = read_records(results, problems) if results else []
     sources = [str(p) for p in results]
     if use_history:
-        from tritbench.results.history import history_records, open_store
-
+        past = db_flags.history_store(db, store)
         held = {(r["run_id"], r["case_id"]) for r in records}  # a run named as a file and also ingested: once
-        records += [r for r in history_records(db, db_flags.filters(machine, model, backend, since))
+        records += [r for r in past.records(db_flags.filters(machine, model, backend, since))
                     if (r["run_id"], r["case_id"]) not in held]
-        sources.append(f"history {open_store(db).location}")
+        sources.append(f"history {past.location}")
     try:
         data = from_records(records, bandwidth, node, sources=sources)
     except CostModelError as exc:  # e.g. an unknown --node

@@ -15,8 +15,8 @@ second the one whose canonical JSON has the larger md5 (arbitrary, but fixed). S
 files' contents only, never on the order they were ingested in. A file ingested before and unchanged since (the
 same sha256) is not read again: the same file ingested twice adds nothing.
 
-Stores sit behind the `HistoryStore` protocol, so that another (PostgreSQL, for a team) can be added beside
-`ParquetStore` without changing the commands."""
+Stores sit behind the `HistoryStore` protocol: `open_store` gives this embedded one for a folder, and the
+PostgreSQL one (tritbench.results.postgres, for a team) for a postgresql:// URL, which keeps the same rule."""
 
 from __future__ import annotations
 
@@ -63,6 +63,9 @@ NAMES = [name for name, _ in COLUMNS]
 # the columns Python fills (`utc` as text, cast by DuckDB, which computes `digest`)
 _INPUT = [n for n in NAMES if n not in ("digest",)]
 _BATCH = 50_000  # rows per hand-over from Python to DuckDB
+# what `summary` groups by: a row of `bench db query`
+SUMMARY_KEYS = ("machine_id", "machine_cpu", "machine_arch", "model_name", "model_format", "backend_name", "n_threads",
+                "workload_name")
 
 
 def default_dir() -> Path:
@@ -163,12 +166,15 @@ class Filters:
             params["backends"] = list(self.backend)
             terms.append("list_contains($backends, backend_name)")
         if self.since is not None:
-            since = self.since
-            if since.tzinfo is not None:
-                since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
-            params["since"] = since
+            params["since"] = self.since_utc()
             terms.append("utc >= $since")
         return " AND ".join(terms), params
+
+    def since_utc(self) -> dt.datetime | None:
+        """`since` as naive UTC, as the history's `utc` column holds times."""
+        if self.since is None or self.since.tzinfo is None:
+            return self.since
+        return self.since.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 def parse_since(text: str) -> dt.datetime:
@@ -220,8 +226,9 @@ class HistoryStore(Protocol):
     def records(self, filters: Filters | None = None) -> list[dict]:
         """The records that match, each as the current schema's dict."""
 
-    def summary(self, filters: Filters | None = None) -> list[dict]:
-        """Median tokens/s by machine x model x format x backend x threads x workload."""
+    def summary(self, filters: Filters | None = None, keys: Sequence[str] = SUMMARY_KEYS) -> list[dict]:
+        """Median tokens/s (and runs, records, first and last time) of the ok records by `keys` (by default
+        machine x model x format x backend x threads x workload)."""
 
     def rebuild(self, problems: list[str] | None = None) -> IngestCounts:
         """The history made again from its JSONL sources."""
@@ -230,14 +237,32 @@ class HistoryStore(Protocol):
         """A digest of the history's rows, sorted: equal for equal contents however they were ingested."""
 
     def info(self) -> dict:
-        """location, records, segments (storage units), sources (paths) and bytes on disk."""
+        """location, records, segments (storage units), storage (what they are, in words), sources (paths) and
+        bytes on disk."""
+
+    def rows(self, batch: int = 50_000) -> Iterator[tuple]:
+        """Every row, as a tuple of NAMES (`utc` a datetime), in (run_id, case_id) order."""
+
+
+def is_postgres(location: str | os.PathLike | None) -> bool:
+    """Whether `location` names a PostgreSQL history (a postgresql:// URL), rather than a folder."""
+    return location is not None and re.match(r"(?i)postgres(ql)?(\+\w+)?:", os.fspath(location)) is not None
+
+
+def is_history(location: str | os.PathLike) -> bool:
+    """Whether `location` is a results history (a PostgreSQL URL, or a folder with a history manifest) rather
+    than result files."""
+    return is_postgres(location) or (Path(location) / MANIFEST).is_file()
 
 
 def open_store(location: str | os.PathLike | None = None) -> HistoryStore:
-    """The store at `location`: a folder (default: default_dir()) holds the embedded Parquet history."""
+    """The store at `location`: a postgresql:// URL names a PostgreSQL history (tritbench.results.postgres); a
+    folder (default: default_dir()) holds the embedded Parquet history."""
     text = os.fspath(location) if location is not None else ""
-    if re.match(r"postgres(ql)?:", text):  # a URL given as --db is a path to typer: "postgresql:/host/db"
-        raise BenchError("a PostgreSQL history is not available yet: use a folder (the embedded Parquet history)")
+    if is_postgres(text):
+        from tritbench.results.postgres import PostgresStore
+
+        return PostgresStore(text)
     return ParquetStore(Path(text) if text else default_dir())
 
 
@@ -452,11 +477,10 @@ class ParquetStore:
                                {**params, **fparams}).fetchall()
         return [upgrade(json.loads(r[0])) for r in rows]
 
-    def summary(self, filters: Filters | None = None) -> list[dict]:
+    def summary(self, filters: Filters | None = None, keys: Sequence[str] = SUMMARY_KEYS) -> list[dict]:
         man = self._existing()
         where, fparams = (filters or Filters()).where()
-        keys = ["machine_id", "machine_cpu", "machine_arch", "model_name", "model_format", "backend_name", "n_threads",
-                "workload_name"]
+        keys = _summary_keys(keys)
         with self._duck("read") as con:
             src, params = self._source(con, man)
             cur = con.execute(f"""
@@ -490,7 +514,24 @@ class ParquetStore:
             rows = con.execute(f"SELECT count(*) FROM {src}", params).fetchone()[0]
         size = sum((self.folder / s).stat().st_size for s in man["segments"] if (self.folder / s).exists())
         return {"location": self.location, "records": rows, "segments": len(man["segments"]),
-                "sources": [s["path"] for s in man["sources"]], "bytes": size}
+                "storage": f"{len(man['segments'])} Parquet file(s)", "sources": [s["path"] for s in man["sources"]],
+                "bytes": size}
+
+    def rows(self, batch: int = 50_000) -> Iterator[tuple]:
+        man = self._existing()
+        with self._duck("read") as con:
+            src, params = self._source(con, man)
+            con.execute(f"SELECT {', '.join(NAMES)} FROM {src} ORDER BY run_id, case_id", params)
+            while chunk := con.fetchmany(batch):
+                yield from chunk
+
+
+def _summary_keys(keys: Sequence[str]) -> list[str]:
+    """`keys` checked against the columns (they become SQL): a ValueError for any other name."""
+    bad = [k for k in keys if k not in NAMES or k in ("record", "digest")]
+    if bad or not keys:
+        raise ValueError(f"not summary keys: {bad or 'none'}")
+    return list(keys)
 
 
 def _quote(path: str | os.PathLike) -> str:
@@ -523,18 +564,25 @@ def _load(con: duckdb.DuckDBPyConnection, records: Iterable[dict]) -> int:
         con.unregister("frame")
         batch.clear()
 
-    for rec in records:
-        rec = upgrade(rec)
-        if not isinstance(rec, dict) or rec.get("schema") != CURRENT or not isinstance(rec.get("run_id"), str) \
-                or not isinstance(rec.get("case_id"), str):
-            raise ValueError("not a result record of a known schema")
-        batch.append(flatten(rec))
+    for row in history_rows(records):
+        batch.append(row)
         n += 1
         if len(batch) >= _BATCH:
             flush()
     if batch:
         flush()
     return n
+
+
+def history_rows(records: Iterable[dict]) -> Iterator[dict[str, Any]]:
+    """Each record in the current schema, flattened (without `digest`); a record of no known schema is a
+    ValueError (read_records hands over only records of a known schema)."""
+    for rec in records:
+        rec = upgrade(rec)
+        if not isinstance(rec, dict) or rec.get("schema") != CURRENT or not isinstance(rec.get("run_id"), str) \
+                or not isinstance(rec.get("case_id"), str):
+            raise ValueError("not a result record of a known schema")
+        yield flatten(rec)
 
 
 # ---- JSONL files in ----------------------------------------------------------------------------------------
@@ -608,6 +656,7 @@ def ingest_paths(store: HistoryStore, paths: Iterable[str | os.PathLike], proble
 
 
 def history_records(db_dir: str | os.PathLike | None = None, filters: Filters | None = None) -> list[dict]:
-    """Records from the history in `db_dir` (default: default_dir()) that match `filters`, oldest first, in the
-    current schema: input for reports and comparisons, as read_records is for JSONL files."""
+    """Records from the history in `db_dir` (a folder, default: default_dir(), or a postgresql:// URL) that match
+    `filters`, oldest first, in the current schema: input for reports and comparisons, as read_records is for
+    JSONL files."""
     return open_store(db_dir).records(filters)

@@ -1,9 +1,18 @@
 """Time the results history on N synthesized records: ingest (JSONL through read_records into Parquet), the same
 ingest again (idempotent: nothing added), Parquet size against JSONL size, the checksum, and the median-tokens/s
 query, over the history and, for reference, with DuckDB over the raw JSONL. `--scale K` also times the query
-over K copies of the rows (the issue's target: 10^7 records in <= 2 s).
+over K copies of the rows (the issue's target: median tokens/s by machine x model x backend x threads over 10^7
+records in <= 2 s) over a history of K segments that hold every column, the whole record included: the bare
+median query, the store's summary(keys=...) by the same keys (which adds runs, records and dates), and
+`bench db query`'s (8 keys).
 
-    python -m tritbench.results.history_bench [-n 1000000] [--files 10] [--scale 10] [--dir DIR] [--json]
+`--store postgresql://...` does the same for the PostgreSQL history: `bench db push` of the embedded history
+(timed, then again: nothing added), the checksums compared, the queries at N, and, with --scale, at K x N rows
+(copied inside the server, then VACUUM ANALYZE as autovacuum would). The database must hold no history: the
+bench writes into it and leaves its rows there.
+
+    python -m tritbench.results.history_bench [-n 1000000] [--files 10] [--scale 10] [--store URL] [--dir DIR]
+                                              [--json]
 
 The records are compact (~26 fields, ~0.7 kB a line, as in the fleet notes' measurement); real records are
 9-15 kB (per-repetition samples, machine state), which makes the JSONL and the ingest larger but not the query,
@@ -24,8 +33,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tritbench.results.history import Filters, ParquetStore, ingest_paths
+from tritbench.errors import BenchError
+from tritbench.results.history import FORMAT, MANIFEST, NAMES, Filters, ParquetStore, ingest_paths
 from tritbench.results.records import SCHEMA
+from tritbench.results.upgrade import CURRENT
 
 MACHINES = [(f"{i:016x}", cpu, arch) for i, (cpu, arch) in enumerate(
     [("AMD EPYC 7763", "x86_64"), ("Intel Xeon 8380", "x86_64"), ("Cortex-A76", "aarch64"),
@@ -36,6 +47,7 @@ BACKENDS = [("llamacpp", "0.3.36"), ("onnx", "1.32.0"), ("numpy", "2.4.6")]
 THREADS = [1, 2, 4, 8]
 WORKLOADS = [("pp512", "pp", 512, 0), ("tg128", "tg", 0, 128), ("pp64", "pp", 64, 0), ("tg32", "tg", 0, 32)]
 CASES_PER_RUN = 48
+TARGET_KEYS = ("machine_id", "model_name", "backend_name", "n_threads")  # the issue's target query
 
 
 def synth_record(i: int, rng: random.Random) -> dict:
@@ -100,7 +112,115 @@ class _Figures(dict):
         print(f"  {key} = {value}", file=sys.stderr, flush=True)
 
 
-def run(n: int, files: int, scale: int, folder: Path) -> dict:
+def scale_history(store: ParquetStore, folder: Path, scale: int) -> ParquetStore:
+    """A history of `scale` copies of `store`'s rows, one segment each, run ids of copy k suffixed `.k`; every
+    column kept, the record too (its JSON still names the original run: only the query columns matter here)."""
+    import duckdb
+
+    folder.mkdir(parents=True)
+    files = [str(f) for f in sorted(store.folder.glob("seg-*.parquet"))]
+    segments = []
+    con = duckdb.connect()
+    for k in range(scale):
+        name = f"seg-{k + 1:06d}.parquet"
+        run = "run_id" if k == 0 else f"run_id || '.{k}'"
+        con.execute(f"""COPY (SELECT * REPLACE ({run} AS run_id) FROM read_parquet($f)
+                              ORDER BY utc NULLS FIRST, run_id, case_id)
+                        TO '{folder / name}' (FORMAT parquet, COMPRESSION zstd)""", {"f": files})
+        segments.append(name)
+    con.close()
+    (folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "record_schema": CURRENT, "next_segment": scale + 1,
+                                               "segments": segments, "sources": []}))
+    return ParquetStore(folder)
+
+
+# The issue's target query, as each store's engine runs it over the store's own tables (filtered as
+# summary() filters: ok records with a tokens/s).
+_TARGET = ("SELECT machine_id, model_name, backend_name, n_threads, {median} AS tokens_per_s FROM {rows} "
+           "WHERE status = 'ok' AND tokens_per_s IS NOT NULL GROUP BY machine_id, model_name, backend_name, n_threads")
+
+
+def parquet_target(store: ParquetStore) -> list[tuple]:
+    """The target query with DuckDB over the history's segments (every column in them, the records too)."""
+    import duckdb
+
+    files = [str(f) for f in sorted(store.folder.glob("seg-*.parquet"))]
+    with duckdb.connect() as con:
+        return con.execute(_TARGET.format(median="median(tokens_per_s)", rows="read_parquet($f)"),
+                           {"f": files}).fetchall()
+
+
+def postgres_target(engine) -> list[tuple]:
+    """The target query in PostgreSQL over tritbench_records (the index tritbench_records_tokens serves it)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return conn.execute(sa.text(_TARGET.format(
+            median="percentile_cont(0.5) WITHIN GROUP (ORDER BY tokens_per_s)", rows="tritbench_records"))).all()
+
+
+def _vacuum(engine, tables: tuple[str, ...] = ("tritbench_records", "tritbench_record_json")) -> None:
+    """VACUUM ANALYZE, as autovacuum would after a bulk load (statistics, and the visibility map that lets a
+    query read an index alone)."""
+    import sqlalchemy as sa
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in tables:
+            conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
+
+
+def scale_postgres(engine, scale: int) -> None:
+    """`scale` - 1 more copies of the PostgreSQL history's rows (run ids suffixed .k), copied inside the server."""
+    import sqlalchemy as sa
+
+    for table, names in (("tritbench_records", [n for n in NAMES if n != "record"]),
+                         ("tritbench_record_json", ["run_id", "case_id", "record"])):
+        cols = ", ".join(f'"{n}"' for n in names)
+        picked = ", ".join("run_id || '.' || k" if n == "run_id" else f'"{n}"' for n in names)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"INSERT INTO {table} ({cols}) SELECT {picked} FROM {table}, "
+                                 f"generate_series(1, {scale - 1}) k"))
+    _vacuum(engine)
+
+
+def run_postgres(url: str, store: ParquetStore, scale: int, out: dict) -> None:
+    """The PostgreSQL figures, into `out`."""
+    import sqlalchemy as sa
+
+    from tritbench.results.postgres import PostgresStore, push
+
+    pg = PostgresStore(url)
+    try:
+        held = pg.info()["records"]
+    except BenchError as exc:
+        if "no results history" not in str(exc):
+            raise
+        held = 0
+    if held:
+        raise BenchError(f"{pg.location} holds a history of {held} records: the bench needs an empty database")
+    out["pg_push_s"], counts = timed(lambda: push(store, pg))
+    out["pg_push_added"] = counts.added
+    out["pg_repush_s"], counts = timed(lambda: push(store, pg))
+    out["pg_repush_added"] = counts.added
+    out["pg_checksum_matches"] = pg.checksum() == out["checksum"]
+    engine = sa.create_engine(pg.url, poolclass=sa.pool.NullPool)
+    _vacuum(engine)
+    out["pg_bytes"] = pg.info()["bytes"]
+    out["pg_target_query_s"], _ = timed(lambda: postgres_target(engine), repeat=3)
+    out["pg_store_target_s"], _ = timed(lambda: pg.summary(keys=TARGET_KEYS), repeat=3)
+    out["pg_summary_query_s"], _ = timed(pg.summary, repeat=3)
+    if scale > 1:
+        out["pg_scaled_build_s"], _ = timed(lambda: scale_postgres(engine, scale))
+        out["pg_scaled_records"] = pg.info()["records"]
+        out["pg_scaled_bytes"] = pg.info()["bytes"]
+        out["pg_scaled_target_query_s"], rows = timed(lambda: postgres_target(engine), repeat=3)
+        out["pg_scaled_target_rows"] = len(rows)
+        out["pg_scaled_store_target_s"], _ = timed(lambda: pg.summary(keys=TARGET_KEYS))
+        out["pg_scaled_summary_s"], _ = timed(pg.summary)
+    engine.dispose()
+
+
+def run(n: int, files: int, scale: int, folder: Path, store_url: str | None = None) -> dict:
     import duckdb
 
     jsonl, db = folder / "jsonl", folder / "history"
@@ -116,33 +236,29 @@ def run(n: int, files: int, scale: int, folder: Path) -> dict:
     out["ingest_added"] = counts.added
     out["reingest_s"], again = timed(ingest)
     out["reingest_added"] = again.added
-    segs = sorted(db.glob("seg-*.parquet"))
-    out["parquet_bytes"] = _size(segs)
+    out["parquet_bytes"] = _size(sorted(db.glob("seg-*.parquet")))
     out["checksum_s"], out["checksum"] = timed(store.checksum)
     out["summary_query_s"], rows = timed(store.summary, repeat=3)
     out["summary_rows"] = len(rows)
-    query = ("SELECT machine_id, model_name, backend_name, n_threads, median(tokens_per_s) FROM read_parquet($f) "
-             "WHERE status = 'ok' GROUP BY ALL")
-    con = duckdb.connect()
-    files_ = [str(s) for s in segs]
-    out["target_query_s"], _ = timed(lambda: con.execute(query, {"f": files_}).fetchall(), repeat=3)
+    out["target_query_s"], _ = timed(lambda: parquet_target(store), repeat=3)
+    out["store_target_s"], _ = timed(lambda: store.summary(keys=TARGET_KEYS), repeat=3)
     one = MACHINES[0][0]
     out["history_records_one_machine_s"], recs = timed(lambda: store.records(Filters(machine=[one])))
     out["history_records_one_machine"] = len(recs)
     jq = ("SELECT machine.id, model.name, backend.name, settings.n_threads, median(metrics.tokens_per_s.median) "
           "FROM read_json($f, format = 'newline_delimited') WHERE status = 'ok' GROUP BY ALL")
-    out["target_query_jsonl_s"], _ = timed(lambda: con.execute(jq, {"f": [str(p) for p in paths]}).fetchall())
+    with duckdb.connect() as con:
+        out["target_query_jsonl_s"], _ = timed(lambda: con.execute(jq, {"f": [str(p) for p in paths]}).fetchall())
     if scale > 1:
-        big = folder / "scaled.parquet"
-        t0 = time.perf_counter()
-        con.execute(f"""COPY (SELECT * EXCLUDE (record) REPLACE (run_id || '.' || k AS run_id)
-                              FROM read_parquet($f), range({int(scale)}) t(k))
-                        TO '{big}' (FORMAT parquet, COMPRESSION zstd)""", {"f": files_})
-        out["scaled_records"] = n * scale
-        out["scaled_build_s"] = time.perf_counter() - t0
-        out["scaled_parquet_bytes_without_record_column"] = big.stat().st_size
-        out["scaled_target_query_s"], _ = timed(lambda: con.execute(query, {"f": [str(big)]}).fetchall(), repeat=3)
-    con.close()
+        out["scaled_build_s"], big = timed(lambda: scale_history(store, folder / "scaled", scale))
+        out["scaled_records"] = big.info()["records"]
+        out["scaled_parquet_bytes"] = _size(sorted((folder / "scaled").glob("seg-*.parquet")))
+        out["scaled_target_query_s"], rows = timed(lambda: parquet_target(big), repeat=3)
+        out["scaled_target_rows"] = len(rows)
+        out["scaled_store_target_s"], _ = timed(lambda: big.summary(keys=TARGET_KEYS))
+        out["scaled_summary_s"], _ = timed(big.summary)
+    if store_url:
+        run_postgres(store_url, store, scale, out)
     return out
 
 
@@ -151,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", "--records", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=10, help="JSONL files to spread the records over")
     ap.add_argument("--scale", type=int, default=10, help="also time the query over this many copies of the rows")
+    ap.add_argument("--store", help="also time a PostgreSQL history: postgresql://... of an empty database")
     ap.add_argument("--dir", type=Path, help="work folder, kept (default: a temporary one, removed)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
@@ -159,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.dir or Path(tempfile.mkdtemp(prefix="tritbench-history-bench-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the temporary folder is removed
     try:
-        out = run(args.records, args.files, args.scale, folder)
+        out = run(args.records, args.files, args.scale, folder, args.store)
+    except BenchError as exc:
+        print(f"history_bench: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if args.dir is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -176,14 +296,27 @@ def main(argv: list[str] | None = None) -> int:
           f"({out['parquet_bytes'] / out['jsonl_bytes']:.1%} of the JSONL)")
     print(f"checksum                     {out['checksum_s']:.2f} s")
     print(f"median by machine x model x backend x threads: {out['target_query_s']:.3f} s over Parquet, "
-          f"{out['target_query_jsonl_s']:.2f} s over the JSONL")
+          f"{out['target_query_jsonl_s']:.2f} s over the JSONL; with runs, records and dates (summary) "
+          f"{out['store_target_s']:.3f} s")
     print(f"bench db query (8 keys)      {out['summary_query_s']:.3f} s, {out['summary_rows']:,} rows")
     print(f"history_records, 1 machine   {out['history_records_one_machine_s']:.2f} s, "
           f"{out['history_records_one_machine']:,} records")
     if "scaled_records" in out:
-        print(f"the same query over {out['scaled_records']:,} rows: {out['scaled_target_query_s']:.3f} s "
-              f"(Parquet without the record column {out['scaled_parquet_bytes_without_record_column'] / mib:,.1f} "
+        print(f"over {out['scaled_records']:,} records: the median query {out['scaled_target_query_s']:.3f} s "
+              f"({out['scaled_target_rows']:,} rows); with runs, records and dates {out['scaled_store_target_s']:.2f} "
+              f"s; bench db query {out['scaled_summary_s']:.2f} s (Parquet {out['scaled_parquet_bytes'] / mib:,.1f} "
               f"MiB, built in {out['scaled_build_s']:.1f} s)")
+    if "pg_push_s" in out:
+        print(f"PostgreSQL: push {out['pg_push_s']:.1f} s ({out['pg_push_added']:,} added), again "
+              f"{out['pg_repush_s']:.1f} s ({out['pg_repush_added']:,} added), checksum "
+              f"{'matches' if out['pg_checksum_matches'] else 'DIFFERS'}, {out['pg_bytes'] / mib:,.0f} MiB")
+        print(f"PostgreSQL: the median query {out['pg_target_query_s']:.3f} s; with runs, records and dates "
+              f"{out['pg_store_target_s']:.3f} s; bench db query {out['pg_summary_query_s']:.3f} s")
+    if "pg_scaled_records" in out:
+        print(f"PostgreSQL over {out['pg_scaled_records']:,} records: the median query "
+              f"{out['pg_scaled_target_query_s']:.3f} s ({out['pg_scaled_target_rows']:,} rows); with runs, records "
+              f"and dates {out['pg_scaled_store_target_s']:.2f} s; bench db query {out['pg_scaled_summary_s']:.2f} s "
+              f"({out['pg_scaled_bytes'] / mib:,.0f} MiB, copied in {out['pg_scaled_build_s']:.0f} s)")
     return 0
 
 
