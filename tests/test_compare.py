@@ -71,6 +71,10 @@ def write(path: Path, records: list[dict]) -> Path:
 
 @pytest.fixture()
 def runs(tmp_path):
+    return a_and_b(tmp_path)
+
+
+def a_and_b(tmp_path: Path) -> tuple[Path, Path]:
     """A: f16 and tq2_0; B: f16 unchanged (other noise), tq2_0 20 % slower."""
     a = write(tmp_path / "a" / "run-a.jsonl", [llm("f16", noisy(100, seed=1)), llm("tq2_0", noisy(150, seed=2))])
     b = write(tmp_path / "b" / "run-b.jsonl", [llm("f16", noisy(100, seed=3), "run-b"),

@@ -191,14 +191,21 @@ def _popen(args: list, tmp: Path) -> subprocess.Popen:
 LONG = [*SLOW, "--opt", "step_s=0.3", "--rounds", "1"]
 
 
+def _start_long_run(lab, h, tmp_path, *more: str, env: dict | None = None):
+    """A long run on one host, returned once the device has finished its first child: (inventory, results
+    folder, the host's run folders from before, the controller process)."""
+    inv = inventory(lab, tmp_path, [h], env=env or {})
+    out = tmp_path / "results"
+    old = run_dirs(h)
+    proc = _popen(["run", "--hosts", inv, *LONG, *more, "--out", out], tmp_path)
+    _wait_for_children(h, 1, proc, old)
+    return inv, out, old, proc
+
+
 @pytest.mark.parametrize("fault", ["frozen session", "killed session"])
 def test_a_dropped_link_loses_nothing_and_copies_nothing_twice(lab, tmp_path, fault):
     h = lab.hosts[2]
-    inv = inventory(lab, tmp_path, [h])
-    out = tmp_path / "results"
-    old = run_dirs(h)
-    proc = _popen(["run", "--hosts", inv, *LONG, "--out", out], tmp_path)
-    _wait_for_children(h, 1, proc, old)
+    inv, out, old, proc = _start_long_run(lab, h, tmp_path)
     sessions = h.session_pids()
     assert sessions
     for pid in sessions:
@@ -221,11 +228,7 @@ def test_a_dropped_link_loses_nothing_and_copies_nothing_twice(lab, tmp_path, fa
 
 def test_a_killed_controller_resumes_and_a_killed_agent_reruns_only_missing_cases(lab, tmp_path):
     h = lab.hosts[3]
-    inv = inventory(lab, tmp_path, [h])
-    out = tmp_path / "results"
-    old = run_dirs(h)
-    proc = _popen(["run", "--hosts", inv, *LONG, "--out", out], tmp_path)
-    _wait_for_children(h, 1, proc, old)
+    inv, out, old, proc = _start_long_run(lab, h, tmp_path)
     proc.kill()
     proc.wait()
     # The agent runs on without its controller; kill it too, and its measuring child, part-way through the run.
@@ -342,12 +345,9 @@ def test_a_dropped_link_marks_energy_cases_invalid(lab, tmp_path):
     h = lab.hosts[2]
     root = tmp_path / "sysfs"
     files = build_intel_powercap(root, subzones=(), psys=False, mmio=False, range_uj=2**40, dram_range_uj=2**40)
-    inv = inventory(lab, tmp_path, [h], env={"TRITBENCH_SYSFS_ROOT": str(root)})
-    out = tmp_path / "results"
-    old = run_dirs(h)
     with advancing_counters({files["intel-rapl:0"]: 20.0}):
-        proc = _popen(["run", "--hosts", inv, *LONG, "--energy", "rapl", "--out", out], tmp_path)
-        _wait_for_children(h, 1, proc, old)
+        _, out, _, proc = _start_long_run(lab, h, tmp_path, "--energy", "rapl",
+                                          env={"TRITBENCH_SYSFS_ROOT": str(root)})
         for pid in h.session_pids():
             os.kill(pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=600)

@@ -64,7 +64,12 @@ def ingest(store: ParquetStore, *paths, problems: list[str] | None = None):
 
 @pytest.fixture()
 def runs(tmp_path) -> Path:
-    """Two runs on two machines: run-a (m1, tiny and small, llamacpp) and run-b (m2, an ARM board, onnx too)."""
+    return two_runs(tmp_path)
+
+
+def two_runs(tmp_path: Path) -> Path:
+    """Two runs on two machines: run-a (m1, tiny and small, llamacpp) and run-b (m2, an ARM board, onnx too, one
+    failed case)."""
     a = [rec("run-a", f"a{i}", tps, model=model, threads=t)
          for i, (tps, model, t) in enumerate([(10.0, "tiny", 1), (20.0, "tiny", 1), (40.0, "small", 2)])]
     b = [rec("run-b", "b0", 5.0, machine="m2", cpu="Cortex-A76", arch="aarch64", ts="2026-12-05T08:00:00+00:00"),

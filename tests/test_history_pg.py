@@ -16,7 +16,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,8 +31,9 @@ from tritbench.results.records import SCHEMA, read_records
 
 from .conftest import bench_in_process as bench_
 from .conftest import import_or_skip, one_line_error, skip_or_fail
-from .test_compare import llm, noisy
-from .test_history import golden_file, rec, write
+from .sshd import free_port
+from .test_compare import a_and_b
+from .test_history import golden_file, rec, two_runs, write
 
 psycopg = import_or_skip("psycopg")
 
@@ -59,12 +59,6 @@ def install_postgres() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], capture_output=True, timeout=900, env=env)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -190,17 +184,7 @@ def tables(server: PgServer, url: str) -> dict:
 
 @pytest.fixture()
 def runs(tmp_path) -> Path:
-    """As in test_history: run-a (m1, llamacpp) and run-b (m2, an ARM board, onnx too, one failed case)."""
-    a = [rec("run-a", f"a{i}", tps, model=model, threads=t)
-         for i, (tps, model, t) in enumerate([(10.0, "tiny", 1), (20.0, "tiny", 1), (40.0, "small", 2)])]
-    b = [rec("run-b", "b0", 5.0, machine="m2", cpu="Cortex-A76", arch="aarch64", ts="2026-12-05T08:00:00+00:00"),
-         rec("run-b", "b1", 7.0, machine="m2", cpu="Cortex-A76", arch="aarch64", backend="onnx", fmt="tern2",
-             ts="2026-12-05T08:00:01+00:00"),
-         rec("run-b", "b2", None, machine="m2", cpu="Cortex-A76", arch="aarch64", status="failed",
-             ts="2026-12-05T08:00:02+00:00")]
-    write(tmp_path / "results" / "run-a.jsonl", a)
-    write(tmp_path / "results" / "run-b.jsonl", b)
-    return tmp_path / "results"
+    return two_runs(tmp_path)
 
 
 # ---- migrations ----------------------------------------------------------------------------------------------
@@ -378,11 +362,7 @@ def test_rebuild_gives_the_same_checksum(pg, runs, monkeypatch, capsys):
 
 @pytest.fixture()
 def ab(tmp_path):
-    """A: f16 and tq2_0; B: f16 unchanged, tq2_0 20 % slower (as in test_compare)."""
-    a = write(tmp_path / "a" / "run-a.jsonl", [llm("f16", noisy(100, seed=1)), llm("tq2_0", noisy(150, seed=2))])
-    b = write(tmp_path / "b" / "run-b.jsonl", [llm("f16", noisy(100, seed=3), "run-b"),
-                                               llm("tq2_0", noisy(120, seed=4), "run-b")])
-    return a, b
+    return a_and_b(tmp_path)
 
 
 def test_compare_a_run_against_the_store(pg, ab, tmp_path, monkeypatch, capsys):
