@@ -109,11 +109,7 @@ class Lab:
             "PermitRootLogin prohibit-password", "Subsystem sftp internal-sftp", "MaxStartups 50",
             "MaxSessions 50", "",
         ]))
-        subprocess.run([SSHD, "-f", str(cfg), "-E", str(hroot / "sshd.log")], check=True)
-        for _ in range(100):
-            if (hroot / "sshd.pid").exists():
-                break
-            time.sleep(0.05)
+        _start(hroot)
         if pin:
             pub = (hkey.with_suffix(".pub")).read_text().split()
             with open(self.known_hosts, "a") as fh:
@@ -136,6 +132,20 @@ class Lab:
             ]))
         return "\n".join(blocks)
 
+    def restart(self, host: FakeHost) -> None:
+        """Start a stopped host's sshd again (same port, key and config)."""
+        if host.pid is None or not Path(f"/proc/{host.pid}").exists():
+            _start(host.root)
+
     def stop(self) -> None:
         for h in self.hosts:
             h.stop()
+
+
+def _start(hroot: Path) -> None:
+    (hroot / "sshd.pid").unlink(missing_ok=True)
+    subprocess.run([SSHD, "-f", str(hroot / "sshd_config"), "-E", str(hroot / "sshd.log")], check=True)
+    for _ in range(100):
+        if (hroot / "sshd.pid").exists():
+            break
+        time.sleep(0.05)

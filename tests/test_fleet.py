@@ -362,3 +362,26 @@ def test_a_dropped_link_marks_energy_cases_invalid(lab, tmp_path):
     invalid = [r for r in current if r["status"] == "failed"]
     assert invalid and all(r["error"].startswith("invalid: the SSH link dropped") for r in invalid)
     assert len(current) == CASES  # one current record per case: the invalid copy replaced the measured one
+
+
+def test_a_host_lost_mid_run_fails_alone_and_the_others_go_on(lab, tmp_path):
+    """h1's sshd (listener and sessions) is stopped for good once its device is measuring: after the give-up time
+    it is reported lost with the reason; h0 finishes; exit 1; what h0 measured is all there."""
+    h0, h1 = lab.hosts[0], lab.hosts[1]
+    inv = inventory(lab, tmp_path, [h0, h1])
+    out = tmp_path / "results"
+    old = run_dirs(h1)
+    env = controller_env(tmp_path) | {"TRITBENCH_FLEET_LOST_AFTER_S": "15"}
+    proc = subprocess.Popen([sys.executable, "-m", "tritbench.cli", "run", "--hosts", str(inv), *LONG, "--out",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for_children(h1, 1, proc, old)
+        h1.stop()
+        _, err = proc.communicate(timeout=600)
+    finally:
+        lab.restart(h1)
+    assert proc.returncode == 1, err
+    assert "h1: lost" in err and "unreachable for 15 s" in err and "h0: done, exit 0" in err
+    lines = results(out)["h0"]
+    exactly_once(lines)
+    assert len(lines) == CASES and all(r["status"] == "ok" for r in lines)
