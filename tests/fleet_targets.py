@@ -44,6 +44,37 @@ def _device_seconds(work_dir: Path) -> float:
     return (run / "done").stat().st_mtime - started
 
 
+def _attached_vs_detached(lab: Lab, tmp: Path) -> tuple[str, str, str]:
+    """The same llama.cpp case with the controller attached throughout, then with the controller gone while the
+    device measures (killed once the agent started; --resume collects afterwards): `bench compare` judges."""
+    h = lab.hosts[1]
+    inv = tmp / "h1.toml"
+    inv.write_text(lab.inventory([h], env=DEVICE_ENV))
+    case = ["-b", "llamacpp", "-m", "tiny", "-f", "tq2_0", "-w", "tg", "-n", "64", "-t", "1", "-r", "12",
+            "--warmups", "1", "--energy", "none"]
+    _, att = _run(["run", "--hosts", inv, *case, "--out", tmp / "attached"], tmp)
+    assert att.returncode == 0, att.stderr
+    before = set(h.work_dir.glob("runs/*"))
+    ctl = subprocess.Popen([sys.executable, "-m", "tritbench.cli", "run", "--hosts", str(inv), *case, "--out",
+                            str(tmp / "detached")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env=_env(tmp))
+    while not [d for d in set(h.work_dir.glob("runs/*")) - before if (d / "agent.json").exists()]:
+        time.sleep(0.2)
+    ctl.kill()
+    ctl.wait()
+    run = next(iter(set(h.work_dir.glob("runs/*")) - before))
+    while not (run / "done").exists():
+        time.sleep(1)
+    _, det = _run(["run", "--hosts", inv, *case, "--out", tmp / "detached", "--resume"], tmp)
+    assert det.returncode == 0, det.stderr
+    _, cmp = _run(["compare", tmp / "attached", tmp / "detached", "-o", "json"], tmp)
+    rows = json.loads(cmp.stdout)
+    rows = rows.get("cases", rows) if isinstance(rows, dict) else rows
+    line = json.dumps(rows[0])[:300] if rows else cmp.stdout[:300]
+    return ("tokens/s attached vs detached (llama.cpp tiny tq2_0 tg64, 1 thread, 12 reps; bench compare)", line,
+            "see verdict")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=8)
@@ -130,6 +161,7 @@ def main() -> None:
         rows.append(("dead peer detected (session frozen with SIGSTOP)",
                      f"{detected:.1f} s" if detected is not None else "never",
                      "met" if detected is not None and detected <= 30 else "NOT met"))
+        rows.append(_attached_vs_detached(lab, tmp))
     finally:
         lab.stop()
     print("| target | measured | |\n|---|---|---|")
