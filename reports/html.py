@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 import plotly.graph_objects as go
 
-from tritbench.reports.tables import ReportData, emulation_note, speedup_note
+from tritbench.reports.tables import ReportData, speedup_note, table_notes
 from tritbench.reports.units import fmt, inert, si
 
 # Provenance never shares a look: measured solid, estimated hatched, unavailable a labelled gap.
@@ -158,9 +158,8 @@ def _summary(data: ReportData) -> str:
             ("ternary_pct_of_roofline", "1.58-bit % of roofline", _pct),
             ("f16_energy", "f16 energy", _s), ("ternary_energy", "1.58-bit energy", _s),
         ]))
-    for note in (speedup_note(data.cases, data.kernels), emulation_note(data)):
-        if note:
-            out.append(f'<p class="note">{e(note)}</p>')
+    for note in table_notes(data):
+        out.append(f'<p class="note">{e(note)}</p>')
     out.append(f'<p class="note">{data.n_records} record(s): {data.n_ok} measured, '
                f"{len(data.failures)} failed; {len(data.machines)} machine(s).</p>")
     return "\n".join(out)

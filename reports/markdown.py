@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from tritbench.reports.tables import ReportData, emulation_note, speedup_note
+from tritbench.reports.tables import ReportData, table_notes
 from tritbench.reports.units import fmt, inert
 
 
@@ -86,9 +86,8 @@ def render_markdown(data: ReportData, title: str = "tritbench report") -> str:
             ("speedup_text", "vs baseline", None),
         ])
         out.append("")
-    for note in (speedup_note(data.cases, data.kernels), emulation_note(data)):
-        if note:
-            out += [md_text(note), ""]
+    for note in table_notes(data):
+        out += [md_text(note), ""]
     if data.n_ok:
         both = pd.concat([data.cases, data.kernels], ignore_index=True)
         counts = both["energy_kind"].value_counts()

@@ -100,6 +100,11 @@ def _emulated(df: pd.DataFrame) -> pd.Series:
     return _col(df, "machine.emulation.emulator").notna()
 
 
+def table_notes(data: ReportData) -> list[str]:
+    """The lines every report prints under its tables: how speed-ups were made, and which timings are emulated."""
+    return [n for n in (speedup_note(data.cases, data.kernels), emulation_note(data)) if n]
+
+
 def emulation_note(data: ReportData) -> str | None:
     """One line for under the tables when some records were measured under an emulator (None otherwise)."""
     if not data.emulated:

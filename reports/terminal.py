@@ -14,7 +14,7 @@ import pandas as pd
 
 from tritbench.analysis.speedup import DEFAULT_CONFIDENCE
 from tritbench.reports.markdown import md_table, md_text
-from tritbench.reports.tables import emulation_note, from_records, speedup_note
+from tritbench.reports.tables import from_records, table_notes
 from tritbench.reports.units import count, fmt, iec, interval_text, times
 from tritbench.results.records import Record
 
@@ -79,9 +79,8 @@ def to_markdown(records: list[Record]) -> str:
             ("interval", INTERVAL, None), ("speedup", _versus(kernels), times),
         ], hide_constant=False, pad=True, right={"bits_per_weight", "n_threads", "latency", "weight_gbps",
                                                  "pct_of_bandwidth", "speedup"})
-    for note in (speedup_note(data.cases, data.kernels), emulation_note(data)):
-        if note:
-            out += ["", md_text(note)]
+    for note in table_notes(data):
+        out += ["", md_text(note)]
     failures = ["- " + md_text(f"{r.model.get('name')} {r.model.get('format')} {r.workload['name']}: {r.error}")
                 for r in records if r.status != "ok"]
     if failures:
