@@ -92,19 +92,18 @@ class Target:
         return f"{self.arch}-{self.python_tag}-glibc{self.libc_version or 'none'}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Layer:
     """Wheels installed together into one `--target` folder on the device, named by their digest."""
 
     name: str  # deps, tritbench
     wheels: list[Path]
-    digest: str = ""  # of every wheel's name and sha256
+    digest: str  # of every wheel's name and sha256 (layer_digest)
 
-    def __post_init__(self) -> None:
-        h = hashlib.sha256()
-        for w in sorted(self.wheels, key=lambda p: p.name):
-            h.update(f"{w.name} {_sha256(w)}\n".encode())
-        self.digest = h.hexdigest()[:20]
+
+def layer_digest(sums: dict[str, str]) -> str:
+    """The digest of a layer from its wheels' names and sha256s."""
+    return hashlib.sha256("".join(f"{n} {s}\n" for n, s in sorted(sums.items())).encode()).hexdigest()[:20]
 
 
 @dataclass
@@ -163,11 +162,19 @@ def device_requirements(target: Target, llama_wheel: Path | None) -> list[str]:
     return sorted(out)
 
 
+SUMS = "SHA256SUMS"  # written last into a downloaded folder: its wheels' sha256s, so they are hashed once
+
+
+def _read_sums(folder: Path) -> dict[str, str]:
+    return {name: sha for sha, name in (line.split("  ", 1) for line in (folder / SUMS).read_text().splitlines())}
+
+
 def _download(target: Target, reqs: list[str]) -> Path:
-    """Binary wheels of `reqs` and their dependencies for the device's platform (cached by both)."""
+    """Binary wheels of `reqs` and their dependencies for the device's platform (cached by both), with their
+    sha256s in SHA256SUMS."""
     key = hashlib.sha256("\n".join([target.key(), *reqs]).encode()).hexdigest()[:16]
     folder = cache_root() / f"deps-{target.key()}-{key}"
-    if (folder / ".done").exists():
+    if (folder / SUMS).exists():
         return folder
     tmp = Path(tempfile.mkdtemp(prefix=".deps-", dir=cache_root()))
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--dest", str(tmp),
@@ -180,7 +187,7 @@ def _download(target: Target, reqs: list[str]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         last = (proc.stderr.strip().splitlines() or ["pip download failed"])[-1]
         raise BenchError(f"cannot gather wheels for {target.key()}: {last}")
-    (tmp / ".done").touch()
+    (tmp / SUMS).write_text("".join(f"{_sha256(w)}  {w.name}\n" for w in sorted(tmp.glob("*.whl"))))
     if folder.exists():
         shutil.rmtree(folder)
     tmp.rename(folder)
@@ -297,9 +304,13 @@ def wheelhouse(target: Target, llama_wheel: Path | None = None) -> Wheelhouse:
         notes.append(f"no llama-cpp-python wheel for {target.arch}/{target.python_tag} (PyPI has none; give "
                      "the host a `llama_wheel`): the llamacpp backend is not installed there")
     deps = _download(target, device_requirements(target, llama))
-    pip = next(deps.glob("pip-*.whl"))
-    wheels = sorted(w for w in deps.glob("*.whl") if w != pip)
+    sums = _read_sums(deps)
+    pip = deps / next(n for n in sums if n.startswith("pip-"))
+    sums.pop(pip.name)
+    wheels = [deps / n for n in sorted(sums)]
     if llama is not None:
         wheels.append(llama)
+        sums[llama.name] = _sha256(llama)
     own = build_tritbench_wheel(target.arch, notes)
-    return Wheelhouse(pip, [Layer("deps", wheels), Layer("tritbench", [own])], notes)
+    return Wheelhouse(pip, [Layer("deps", wheels, layer_digest(sums)),
+                            Layer("tritbench", [own], layer_digest({own.name: _sha256(own)}))], notes)

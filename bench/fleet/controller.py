@@ -33,6 +33,7 @@ from tritbench.fleet.bundle import Layer, Target, Wheelhouse, wheelhouse
 from tritbench.fleet.inventory import Host
 from tritbench.fleet.remote import Device, HostError, quote
 from tritbench.plan.suite import RunConfig
+from tritbench.results.journal import Journal
 from tritbench.results.records import new_run_id
 
 # While the device measures, a poll is one SFTP stat of the spool (the heartbeat and the done marker are read
@@ -68,7 +69,6 @@ class HostRun:
     message: str = ""
     relaunches: int = 0
     probe: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -99,7 +99,7 @@ async def preflight(dev: Device) -> dict:
     await dev.connect()
     source = Path(probe.__file__).read_text(encoding="utf-8")
     proc = await dev.run([dev.host.python, "-", dev.host.work_dir], input=source, timeout=60, check=False)
-    if proc.exit_status == 127 or "not found" in (proc.stderr or "") and proc.exit_status != 0:
+    if proc.exit_status == 127 or (proc.exit_status != 0 and "not found" in (proc.stderr or "")):
         raise HostError(dev.host, f"no Python at `{dev.host.python}` on the device (set `python` in the inventory)")
     if proc.exit_status != 0:
         last = (proc.stderr or "").strip().splitlines()
@@ -244,10 +244,7 @@ class Mirror:
                 continue
             rec["status"] = "failed"
             rec["error"] = f"invalid: {reason}; its energy window may hold the reconnection's work: measure it again"
-            with open(self.local(name).with_suffix(".link.jsonl"), "a", encoding="utf-8") as out:
-                out.write(json.dumps(rec) + "\n")
-                out.flush()
-                os.fsync(out.fileno())
+            Journal(self.local(name).with_suffix(".link.jsonl")).append(rec)  # one synced line, torn tails kept apart
             marked += 1
         return marked
 
@@ -366,33 +363,44 @@ def latest_state(out: Path) -> Path:
     return found[-1]
 
 
+class _Wheelhouses:
+    """One wheelhouse per (device platform, llama wheel), made one at a time: hosts of a kind share theirs, and
+    two makers never write the same cache folder at once."""
+
+    def __init__(self) -> None:
+        self.made: dict[tuple, Wheelhouse] = {}
+        self.lock = asyncio.Lock()
+
+    async def get(self, host: Host, info: dict) -> Wheelhouse:
+        key = (Target.from_probe(info), host.llama_wheel)
+        async with self.lock:
+            if key not in self.made:
+                self.made[key] = await asyncio.to_thread(wheelhouse, *key)
+        return self.made[key]
+
+
+async def _on_every_host(devices: list[Device], steps) -> list:
+    """Run one step per host concurrently; if any fails, close every connection and raise: one BenchError
+    naming every host that failed (or the first unexpected exception)."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    errors = [e for e in results if isinstance(e, BaseException)]
+    if errors:
+        await asyncio.gather(*(d.close() for d in devices))
+        raise next((e for e in errors if not isinstance(e, BenchError)), BenchError("; ".join(map(str, errors))))
+    return results
+
+
 async def _prepare(hosts: list[Host], events: FleetEvents) -> dict[str, tuple[Device, dict, Wheelhouse]]:
     """Preflight and bootstrap every host; any failure stops everything before a run starts."""
     devices = {h.name: Device(h) for h in hosts}
-    infos = await asyncio.gather(*(preflight(d) for d in devices.values()), return_exceptions=True)
-    errors = [e for e in infos if isinstance(e, BaseException)]
-    if errors:
-        await asyncio.gather(*(d.close() for d in devices.values()))
-        for e in errors:
-            if not isinstance(e, BenchError):
-                raise e
-        raise BenchError("; ".join(str(e) for e in errors))
-    houses: dict[Target, Wheelhouse] = {}
+    infos = await _on_every_host(list(devices.values()), [preflight(d) for d in devices.values()])
+    houses = _Wheelhouses()
     out = {}
     for (name, dev), info in zip(devices.items(), infos, strict=True):
-        target = Target.from_probe(info)
-        key = (target, dev.host.llama_wheel)
-        if key not in houses:
-            houses[key] = await asyncio.to_thread(wheelhouse, target, dev.host.llama_wheel)
-        out[name] = (dev, info, houses[key])
-        for note in houses[key].notes:
+        out[name] = (dev, info, await houses.get(dev.host, info))
+        for note in out[name][2].notes:
             events.warning(name, note)
-    sites = await asyncio.gather(*(bootstrap(d, i, w) for d, i, w in out.values()), return_exceptions=True)
-    errors = [e for e in sites if isinstance(e, BaseException)]
-    if errors:
-        await asyncio.gather(*(d.close() for d, _, _ in out.values()))
-        raise BenchError("; ".join(str(e) for e in errors)) if all(isinstance(e, BenchError) for e in errors) \
-            else errors[0]
+    sites = await _on_every_host(list(devices.values()), [bootstrap(d, i, w) for d, i, w in out.values()])
     for (name, (dev, info, house)), site in zip(out.items(), sites, strict=True):
         events.host(name, f"ready: {info['arch']}, Python {info['python']}, env {house.digest[:8]}")
         out[name] = (dev, {**info, "site": site}, house)
@@ -426,7 +434,7 @@ async def _run(hosts: list[Host], cfg: RunConfig, out: Path, resume: bool, event
         hr.probe = {k: v for k, v in info.items() if k != "site"}
         hr.work_dir, hr.site, hr.python = info["work_dir"], info["site"], dev.host.python
     save()
-    mirrors = {name: Mirror(out, name, f"{runs[name].run_dir or ''}/{agent.SPOOL}") for name in runs}
+    mirrors: dict[str, Mirror] = {}
 
     async def one(name: str) -> None:
         dev, info, _ = prepared[name]
@@ -434,13 +442,13 @@ async def _run(hosts: list[Host], cfg: RunConfig, out: Path, resume: bool, event
         try:
             if not resume or not hr.run_dir:
                 await start(dev, hr, cfg, fleet_id)
-                mirrors[name].spool = f"{hr.run_dir}/{agent.SPOOL}"
                 events.host(name, "started")
             elif hr.status == "done":
                 pass
             else:
                 await _reattach(dev, hr, events)
             save()
+            mirrors[name] = Mirror(out, name, f"{hr.run_dir}/{agent.SPOOL}")
             if hr.status != "done" or resume:
                 await supervise(dev, hr, mirrors[name], events, save,
                                 "the controller re-attached after it died" if resume else None)
@@ -483,12 +491,11 @@ def run_fleet(hosts: list[Host], cfg: RunConfig, out: Path, *, resume: bool = Fa
 
 # ---- bench hosts check -------------------------------------------------------------------------------------------
 
-async def _check_one(host: Host) -> dict:
+async def _check_one(host: Host, houses: _Wheelhouses) -> dict:
     dev = Device(host)
     try:
         info = await preflight(dev)
-        target = Target.from_probe(info)
-        house = await asyncio.to_thread(wheelhouse, target, host.llama_wheel)
+        house = await houses.get(host, info)
         todo = [layer for layer in house.layers if not await installed(dev, layer_dir(info, layer))]
         if not todo:
             plan = f"installed ({house.digest})"
@@ -507,5 +514,6 @@ async def _check_one(host: Host) -> dict:
 def check_hosts(hosts: list[Host]) -> list[dict]:
     """Reachability, the device's fingerprint, and what a bootstrap would do, for every host."""
     async def all_hosts():
-        return await asyncio.gather(*(_check_one(h) for h in hosts))
+        houses = _Wheelhouses()
+        return await asyncio.gather(*(_check_one(h, houses) for h in hosts))
     return asyncio.run(all_hosts())
