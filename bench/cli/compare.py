@@ -61,7 +61,7 @@ def narrow(filters: Filters, other: list[dict], machine: bool) -> Filters:
     return replace(filters, **{k: v for k, v in extra.items() if v is not None and getattr(filters, k) is None})
 
 
-def read_pair(a: str, b: str, names: tuple[str, str], filters: Filters, filtering: bool,
+def read_pair(a: str, b: str, names: tuple[str, str], filters: Filters,
               machine: bool) -> list[tuple[list[dict], str]]:
     """The records of A and B, each result files or a results history (its records that match `filters`, and,
     when the other side is files, only those that can match them), with the name each is reported under."""
@@ -69,6 +69,7 @@ def read_pair(a: str, b: str, names: tuple[str, str], filters: Filters, filterin
 
     given = (a, b)
     past = [is_history(x) for x in given]
+    filtering = filters.given
     if filtering and not any(past):
         raise ConfigError("--machine, --model, --backend and --since filter a results history: give a history "
                           "folder or a postgresql:// URL as one of the sides")
@@ -119,8 +120,7 @@ def compare(
     limits = (fraction(threshold, "--threshold"), fraction(min_effect, "--min-effect", allow_zero=True),
               fraction(confidence, "--confidence"))
     filters = db_flags.filters(machine, model, backend, since)
-    filtering = any(v is not None for v in (machine, model, backend, since))
-    (records_a, name_a), (records_b, name_b) = read_pair(a, b, ("A", "B"), filters, filtering, not ignore_machine)
+    (records_a, name_a), (records_b, name_b) = read_pair(a, b, ("A", "B"), filters, not ignore_machine)
     result = compare_records(records_a, records_b, "tokens_per_s", limits[2], limits[0], limits[1],
                              machine=not ignore_machine)
     result.a_sources, result.b_sources = [name_a], [name_b]

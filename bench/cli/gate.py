@@ -86,9 +86,8 @@ def gate(
                              "results")
         if suite is None:
             raise BenchError("--baseline needs the results to judge: bench gate --baseline BASE RESULTS")
-        picked = (machine, model, backend, since)
         _baseline_gate(baseline, suite, fraction(threshold, "--threshold"), alpha, fraction(min_effect, "--min-effect"),
-                       inconclusive, json_path, junit, db_flags.filters(*picked), any(v is not None for v in picked))
+                       inconclusive, json_path, junit, db_flags.filters(machine, model, backend, since))
     if any(v is not None for v in (machine, model, backend, since)):
         raise BenchError("--machine, --model, --backend and --since filter a --baseline history")
     if ab is None:
@@ -134,7 +133,7 @@ def gate(
 
 
 def _baseline_gate(base: str, results: Path, threshold: float, alpha: float, min_effect: float,
-                   inconclusive: str, json_path: str | None, junit: str | None, filters, filtering: bool) -> None:
+                   inconclusive: str, json_path: str | None, junit: str | None, filters) -> None:
     """Judge a run against stored results of the same machine and plan: two separate runs share no rounds, so
     the interval is an unpaired bootstrap of the ratio of medians, trustworthy only on a quiet machine. The
     baseline may be a results history (tritbench.cli.compare.read_pair: filtered, and the newest record of each
@@ -146,8 +145,7 @@ def _baseline_gate(base: str, results: Path, threshold: float, alpha: float, min
                inconclusive=inconclusive).validate()
     if junit:
         raise BenchError("--junit is for --ab gates; --baseline writes --json")
-    (old, name_a), (new, name_b) = read_pair(base, str(results), ("the baseline", "RESULTS"), filters, filtering,
-                                             True)
+    (old, name_a), (new, name_b) = read_pair(base, str(results), ("the baseline", "RESULTS"), filters, True)
     result = compare_records(old, new, "tokens_per_s", 1 - 2 * alpha, threshold, min_effect, machine=True)
     result.a_sources, result.b_sources = [name_a], [name_b]
     if not result.cases:

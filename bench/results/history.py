@@ -150,6 +150,11 @@ class Filters:
     backend: Sequence[str] | None = None
     since: dt.datetime | None = None  # naive UTC, or aware
 
+    @property
+    def given(self) -> bool:
+        """Whether any filter is set (an empty list is one: it takes nothing)."""
+        return any(v is not None for v in (self.machine, self.model, self.backend, self.since))
+
     def where(self) -> tuple[str, dict[str, Any]]:
         """An SQL condition over the history's columns and its named parameters."""
         terms, params = ["TRUE"], {}
