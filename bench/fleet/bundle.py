@@ -40,6 +40,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tritbench.errors import BenchError
+from tritbench.results.history import file_sha256
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,14 +125,6 @@ class Wheelhouse:
         return "-".join(layer.digest[:8] for layer in self.layers)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def device_requirements(target: Target, llama_wheel: Path | None) -> list[str]:
     """The measuring dependencies pinned to the versions installed here, for the device's Python; with a
     llama.cpp wheel, its own dependencies instead of it (the wheel itself is copied)."""
@@ -187,7 +180,7 @@ def _download(target: Target, reqs: list[str]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         last = (proc.stderr.strip().splitlines() or ["pip download failed"])[-1]
         raise BenchError(f"cannot gather wheels for {target.key()}: {last}")
-    (tmp / SUMS).write_text("".join(f"{_sha256(w)}  {w.name}\n" for w in sorted(tmp.glob("*.whl"))))
+    (tmp / SUMS).write_text("".join(f"{file_sha256(w)}  {w.name}\n" for w in sorted(tmp.glob("*.whl"))))
     if folder.exists():
         shutil.rmtree(folder)
     tmp.rename(folder)
@@ -310,7 +303,7 @@ def wheelhouse(target: Target, llama_wheel: Path | None = None) -> Wheelhouse:
     wheels = [deps / n for n in sorted(sums)]
     if llama is not None:
         wheels.append(llama)
-        sums[llama.name] = _sha256(llama)
+        sums[llama.name] = file_sha256(llama)
     own = build_tritbench_wheel(target.arch, notes)
     return Wheelhouse(pip, [Layer("deps", wheels, layer_digest(sums)),
-                            Layer("tritbench", [own], layer_digest({own.name: _sha256(own)}))], notes)
+                            Layer("tritbench", [own], layer_digest({own.name: file_sha256(own)}))], notes)
