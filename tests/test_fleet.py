@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import PLUGINS, REPO, skip_or_fail
 from tests.sshd import Lab, ensure_sshd
+from tritbench.results.records import read_records
 
 SLOW = ["-b", "slow", "-m", "tiny", "-f", "f16,tq2_0", "-w", "pp,tg", "-p", "8", "-n", "4", "-r", "2",
         "--warmups", "0", "--energy", "none"]
@@ -60,10 +61,11 @@ def inventory(lab: Lab, tmp: Path, hosts=None, **kw) -> Path:
 
 
 def results(out: Path) -> dict[str, list[dict]]:
-    """host name -> every line of its results files (all lines, to count duplicates)."""
+    """host name -> every line the device wrote (all lines, to count duplicates; not the controller's .link and
+    .lost files)."""
     by_host: dict[str, list[dict]] = {}
     for f in sorted(out.glob("*-run-*.jsonl")):
-        if f.name.endswith(".link.jsonl"):
+        if f.name.endswith((".link.jsonl", ".lost.jsonl")):
             continue
         host = f.name.split("-run-")[0]
         by_host.setdefault(host, []).extend(json.loads(line) for line in f.read_text().splitlines() if line)
@@ -282,6 +284,11 @@ def test_a_full_spool_disk_fails_the_host_and_keeps_what_was_finished(lab, tmp_p
     lines = results(out).get("h1", [])
     exactly_once(lines)
     assert len(lines) < 2 * 5  # not all cases could be written
+    # the rest are named: a failed record each, from the plan the agent wrote (compressed) before measuring
+    current = read_records([out])
+    assert len(current) == 2 * 5 and {r["case_id"] for r in lines} <= {r["case_id"] for r in current}
+    assert all(r["error"].startswith("not measured: ") for r in current if r["case_id"] not in
+               {x["case_id"] for x in lines})
 
 
 ARM_TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64-static", "debootstrap")
@@ -356,8 +363,6 @@ def test_a_dropped_link_marks_energy_cases_invalid(lab, tmp_path):
     lines = results(out)["h2"]
     exactly_once(lines)
     assert all(r["metrics"]["energy"]["source"].startswith("measured") for r in lines)
-    from tritbench.results.records import read_records
-
     current = read_records([out])
     invalid = [r for r in current if r["status"] == "failed"]
     assert invalid and all(r["error"].startswith("invalid: the SSH link dropped") for r in invalid)
@@ -385,3 +390,9 @@ def test_a_host_lost_mid_run_fails_alone_and_the_others_go_on(lab, tmp_path):
     lines = results(out)["h0"]
     exactly_once(lines)
     assert len(lines) == CASES and all(r["status"] == "ok" for r in lines)
+    # every case of h1 has one current record: what it finished, and a failed one naming the loss for the rest
+    h1_current = [r for r in read_records([out]) if r["machine"]["host"]["name"] == "h1"]
+    assert len(h1_current) == CASES and len({r["case_id"] for r in h1_current}) == CASES
+    never = [r for r in h1_current if r["status"] == "failed"]
+    assert never and all(r["error"].startswith("not measured: host h1 was lost (unreachable for 15 s") for r in never)
+    assert "never measured" in err

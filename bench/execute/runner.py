@@ -341,7 +341,20 @@ class Runner:
     def write_failed(self, vr: VariantRun, w: Workload, error: str) -> None:
         self._write(vr, w, "failed", error, {"energy": {"source": "unavailable:case failed"}}, list(vr.warnings))
 
+    def unmeasured(self, error: str) -> list[Record]:
+        """The failed record every case still to measure would get, written nowhere: a remote run's controller
+        keeps them, to say which cases a host it lost never finished."""
+        return [self._record(vr, w, "failed", error, {"energy": {"source": "unavailable:case failed"}},
+                             list(vr.warnings)) for vr in self.runs for w in vr.open_workloads()]
+
     def _write(self, vr: VariantRun, w: Workload, status: str, error: str | None, metrics: dict, warnings) -> None:
+        rec = self._record(vr, w, status, error, metrics, warnings)
+        self.store.append(rec)
+        self.records.append(rec)
+        vr.written.add(w.name)
+
+    def _record(self, vr: VariantRun, w: Workload, status: str, error: str | None, metrics: dict,
+                warnings) -> Record:
         v = vr.variant
         layer = vr.layers.get(w.name, {})
         settings = {
@@ -370,7 +383,7 @@ class Runner:
             "idle_cores_before": min((s["idle_cores"] for s in vr.states), default=None),
             "rounds": vr.states,
         }
-        rec = Record(
+        return Record(
             run_id=self.store.run_id,
             case_id=case_id(v, w, vr.model_info.get("sha256")),
             status=status,
@@ -384,6 +397,3 @@ class Runner:
             state=state,
             warnings=warnings,
         )
-        self.store.append(rec)
-        self.records.append(rec)
-        vr.written.add(w.name)

@@ -33,6 +33,9 @@ class RunEvents:
     def resumed(self, path: Path, skipped: int) -> None:
         """`--resume` found `path` and skips `skipped` finished cases."""
 
+    def planned(self, unmeasured: list[Record]) -> None:
+        """Before measuring: the failed record each case still to measure would get if it never ran."""
+
     def started(self, children: int) -> None:
         """The runner is about to start `children` child processes."""
 
@@ -89,6 +92,7 @@ def _run(cfg: RunConfig, variants: list[Variant], infos: dict[str, dict], store:
     fingerprint = machine.fingerprint(libraries=plugin.libraries_of(cfg.backends))
     runner = Runner(cfg, runs, store, fingerprint, on_warning=events.warning, read_bandwidth=bandwidth,
                     idle=idle, on_child_done=lambda vr: events.child_done(vr.variant.label))
+    events.planned(runner.unmeasured("not measured"))
     events.started(runner.child_count())
     try:
         records = runner.run()

@@ -6,6 +6,8 @@ connected. Around the session it keeps the files the controller reads:
 
     agent.json   pid and start time, written once the device lock is held
     heartbeat    the device's clock, rewritten every HEARTBEAT_S seconds while the agent lives
+    planned.jsonl.gz  the failed record each case would get if it never ran (written before measuring): the controller
+                 keeps it, to give every case of a host it loses a record that says why
     exit.json    {"code": N, "message": "..."}: 0 all cases ok, 1 some failed, 2 bad input, 75 device busy,
                  130 stopped by a signal, 3 the agent itself failed (its log holds the traceback)
     done         written last: nothing more will be appended
@@ -17,6 +19,7 @@ resumes that run: the journal and the records say which cases are missing, and o
 from __future__ import annotations
 
 import fcntl
+import gzip
 import json
 import os
 import signal
@@ -29,19 +32,24 @@ from pathlib import Path
 HEARTBEAT_S = 10.0  # a wake-up every 10 s: far below the "<= 1 wake-up/s while measuring" budget
 HEARTBEAT_ENV = "TRITBENCH_FLEET_HEARTBEAT_S"  # tests beat faster
 BUSY = 75  # EX_TEMPFAIL: another run holds the device
-EXIT_FILE, DONE_FILE, AGENT_FILE, HEARTBEAT_FILE, CONFIG_FILE = "exit.json", "done", "agent.json", "heartbeat", \
-    "config.json"
+EXIT_FILE, DONE_FILE, AGENT_FILE, HEARTBEAT_FILE, CONFIG_FILE, PLAN_FILE = "exit.json", "done", "agent.json", \
+    "heartbeat", "config.json", "planned.jsonl.gz"
 SPOOL = "spool"
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Replace `path` with `text` so that a reader sees the old or the new content, never half of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: leave no half file taking the space
+        raise
 
 
 def _finish(run_dir: Path, code: int, message: str) -> int:
@@ -80,9 +88,18 @@ def run(run_dir: Path) -> int:
     threading.Thread(target=_heartbeat, args=(run_dir, stop), daemon=True).start()
     # Imported after the first heartbeat: on a slow board (or under emulation) these take seconds.
     from tritbench.errors import BenchError
-    from tritbench.execute.session import RunInterrupted, run_session
+    from tritbench.execute.session import RunEvents, RunInterrupted, run_session
     from tritbench.models import ModelError
     from tritbench.plan.suite import RunConfig
+
+    class Planned(RunEvents):
+        def planned(self, unmeasured: list) -> None:  # a resumed agent plans only the missing cases
+            try:
+                # compressed: every record repeats the machine's fingerprint, and the spool's disk may be small
+                lines = "".join(json.dumps(r.to_dict()) + "\n" for r in unmeasured)
+                write_atomic(run_dir / PLAN_FILE, gzip.compress(lines.encode("utf-8"), mtime=0))
+            except OSError as exc:  # a full disk: the run goes on; only a lost host's cases go unnamed
+                print(f"cannot write the plan: {exc}", file=sys.stderr)
 
     # Records carry the inventory's name and labels for this host (tritbench.machine.fingerprint).
     os.environ["TRITBENCH_HOST"] = json.dumps(pushed["host"])
@@ -92,7 +109,7 @@ def run(run_dir: Path) -> int:
     try:
         cfg = RunConfig(**{**pushed["config"], "out": str(spool)})
         cfg.validate()
-        outcome = run_session(cfg, resume=resume)
+        outcome = run_session(cfg, resume=resume, events=Planned())
         code = 1 if outcome.failed else 0
         message = f"{len(outcome.records)} cases, {outcome.failed} failed"
     except (RunInterrupted, KeyboardInterrupt):

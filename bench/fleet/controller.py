@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import json
 import os
 import time
@@ -34,7 +35,7 @@ from tritbench.fleet.inventory import Host
 from tritbench.fleet.remote import Device, HostError, quote
 from tritbench.plan.suite import RunConfig
 from tritbench.results.journal import Journal
-from tritbench.results.records import new_run_id
+from tritbench.results.records import new_run_id, read_records
 
 # While the device measures, a poll is one SFTP stat of the spool (the heartbeat and the done marker are read
 # every CHECK_EVERY polls, and right after the spool grew): with keepalive, well under 1 wake-up/s of its sshd.
@@ -196,12 +197,51 @@ async def start(dev: Device, hr: HostRun, cfg: RunConfig, fleet_id: str) -> None
 class Mirror:
     """The device's spool files, copied whole line by whole line: the local file's size is the offset."""
 
-    def __init__(self, out: Path, host: str, spool: str):
-        self.out, self.host, self.spool = out, host, spool
+    def __init__(self, out: Path, host: str, run_dir: str, plan: Path):
+        self.out, self.host, self.run_dir, self.spool = out, host, run_dir, f"{run_dir}/{agent.SPOOL}"
         self.files: dict[str, Path] = {}
+        self.plan = plan  # the agent's planned file, copied once: what to fail if the host is lost
 
     def local(self, name: str) -> Path:
         return self.out / f"{self.host}-{name}"
+
+    def lost_files(self) -> list[Path]:
+        if not self.plan.exists():
+            return []
+        ids = {json.loads(line)["run_id"] for line in self.plan.read_text(encoding="utf-8").splitlines() if line}
+        return [self.local(f"run-{i}.jsonl").with_suffix(".lost.jsonl") for i in sorted(ids)]
+
+    async def fetch_plan(self, sftp: asyncssh.SFTPClient) -> None:
+        if self.plan.exists():
+            return
+        try:
+            async with sftp.open(f"{self.run_dir}/{agent.PLAN_FILE}", "rb") as fh:
+                data = await fh.read()
+            agent.write_atomic(self.plan, gzip.decompress(data))
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPFailure, EOFError, gzip.BadGzipFile):
+            pass  # not written yet (written atomically: never half a file)
+
+    def fail_missing(self, reason: str) -> int:
+        """Every planned case without a record from the device gets a failed one saying why, in
+        `<host>-run-<id>.lost.jsonl`; without the plan (the host was lost before the agent planned) none can be."""
+        if not self.plan.exists():
+            return 0
+        planned = [json.loads(line) for line in self.plan.read_text(encoding="utf-8").splitlines() if line]
+        seen = set()
+        for rid in {r["run_id"] for r in planned}:
+            for path in (self.local(f"run-{rid}.jsonl"), self.local(f"run-{rid}.link.jsonl")):
+                if path.exists():
+                    seen |= {rec["case_id"] for rec in read_records([path])}
+        missing = [r for r in planned if r["case_id"] not in seen]
+        for rec in missing:
+            rec["error"] = f"not measured: {reason}"
+            Journal(self.local(f"run-{rec['run_id']}.lost.jsonl")).append(rec)
+        return len(missing)
+
+    def clear_lost(self) -> None:
+        """Re-attaching: the host's cases are judged again (a resumed agent may finish them)."""
+        for path in self.lost_files():
+            path.unlink(missing_ok=True)
 
     async def pull(self, sftp: asyncssh.SFTPClient, listing: bool = True) -> list[tuple[str, bytes]]:
         """Copy what the device appended since the last pull; the new lines, with the spool file of each.
@@ -311,6 +351,7 @@ async def supervise(dev: Device, hr: HostRun, mirror: Mirror, events: FleetEvent
             if not (check or grew):
                 await asyncio.sleep(poll)
                 continue
+            await mirror.fetch_plan(sftp)
             if await sftp.exists(f"{hr.run_dir}/{agent.DONE_FILE}"):
                 _invalidate(mirror, await mirror.pull(sftp), disturbed, dev.host.name, events)
                 result = json.loads(await _read_text(sftp, f"{hr.run_dir}/{agent.EXIT_FILE}") or "{}")
@@ -448,7 +489,9 @@ async def _run(hosts: list[Host], cfg: RunConfig, out: Path, resume: bool, event
             else:
                 await _reattach(dev, hr, events)
             save()
-            mirrors[name] = Mirror(out, name, f"{hr.run_dir}/{agent.SPOOL}")
+            mirrors[name] = Mirror(out, name, hr.run_dir, out / f"{STATE_PREFIX}{fleet_id}-{name}.planned")
+            if resume:
+                mirrors[name].clear_lost()
             if hr.status != "done" or resume:
                 await supervise(dev, hr, mirrors[name], events, save,
                                 "the controller re-attached after it died" if resume else None)
@@ -457,10 +500,17 @@ async def _run(hosts: list[Host], cfg: RunConfig, out: Path, resume: bool, event
             save()
         finally:
             await dev.close()
+        if name in mirrors and (hr.status != "done" or hr.exit_code != 0):
+            why = {"lost": f"host {name} was lost ({hr.message})", "failed": f"host {name} failed ({hr.message})"}
+            failed = mirrors[name].fail_missing(
+                why.get(hr.status, f"the agent on {name} ended with exit {hr.exit_code} ({hr.message})"))
+            if failed:
+                events.warning(name, f"{failed} case(s) never measured: each has a failed record saying why")
 
     await asyncio.gather(*(one(n) for n in prepared))
     files = sorted({q for m in mirrors.values() for p in m.files.values()
-                    for q in (p, p.with_suffix(".link.jsonl")) if q.exists()})
+                    for q in (p, p.with_suffix(".link.jsonl")) if q.exists()}
+                   | {p for m in mirrors.values() for p in m.lost_files() if p.exists()})
     return FleetOutcome(state_path, list(runs.values()), files)
 
 
