@@ -34,6 +34,9 @@ from .errors import ModelError
 from .spec import N_SPECIAL_TOKENS, ModelSpec
 
 FORMATS = ("f16", "q8_0", "q4_0", "tq1_0", "tq2_0")
+# Formats a runtime builds from the GGUF file of the same trits instead of reading them as written (the
+# onnx decoder's TernaryMatMul packings): the GGUF format of that file.
+DERIVED_FORMATS = {"tern2": "tq2_0", "tern1.67": "tq1_0"}
 SPEC_KEY = "tritbench.spec"
 EMBD_STD = 0.02  # a random model with larger embeddings degenerates (bitnet repeats one token)
 ROPE_FREQ_BASE = 10000.0
@@ -72,17 +75,24 @@ def cache_dir() -> Path:
 
 
 def check_format(fmt: str) -> str:
-    """fmt lowercased if it is one of FORMATS, else ModelError."""
+    """fmt lowercased if it is one of FORMATS or DERIVED_FORMATS, else ModelError."""
     norm = fmt.strip().lower() if isinstance(fmt, str) else fmt
-    if norm not in FORMATS:
-        raise ModelError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if norm not in FORMATS and norm not in DERIVED_FORMATS:
+        raise ModelError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)}), or {', '.join(DERIVED_FORMATS)} "
+                         "(the onnx decoder's packings, read from the tq2_0 and tq1_0 files)")
     return norm
+
+
+def file_format(fmt: str) -> str:
+    """The GGUF format of the file that holds a model in fmt (fmt itself, or the file a derived format reads)."""
+    norm = check_format(fmt)
+    return DERIVED_FORMATS.get(norm, norm)
 
 
 def model_path(spec: ModelSpec, fmt: str, cache: Path | None = None) -> Path:
     """The cache path synthesize() uses for spec in fmt, whether or not the file exists yet."""
     root = Path(cache) if cache is not None else cache_dir()
-    fmt = check_format(fmt)
+    fmt = file_format(fmt)
     return root / f"{spec.name}-{spec.spec_hash()}" / f"{spec.name}-{fmt}.gguf"
 
 
@@ -100,7 +110,7 @@ def synthesize_many(spec: ModelSpec, fmts: Iterable[str], cache: Path | None = N
     if isinstance(fmts, str):
         fmts = [fmts]  # a bare "tq2_0" would otherwise be read as the formats "t", "q", ...
     paths = {fmt: model_path(spec, fmt, cache) for fmt in map(check_format, fmts)}
-    missing = {fmt: path for fmt, path in paths.items() if not path.exists()}
+    missing = {file_format(fmt): path for fmt, path in paths.items() if not path.exists()}
     if missing:
         try:
             _write_formats(spec, missing)

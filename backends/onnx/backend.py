@@ -1,4 +1,5 @@
-"""The onnxruntime kernel backend: tritbench's add-only TernaryMatMul against onnxruntime's own kernels.
+"""The onnxruntime backend: tritbench's add-only TernaryMatMul against onnxruntime's own kernels (gemv/gemm),
+and a whole ternary decoder built on the op (pp/tg/pg, generation.py).
 
 Every format multiplies by the same seeded ternary weights (`tritbench.models.matrices.ternary_matrix`). Calls
 go through IO binding with preallocated input and output, so a call is the kernel plus onnxruntime's
@@ -27,6 +28,19 @@ FORMATS = {
 }
 TERNARY = tuple(f for f, info in FORMATS.items() if info.ternary)
 BASELINES = tuple(f for f, info in FORMATS.items() if not info.ternary)
+
+
+class KvType(str):
+    """A KV cache element type, f16 or f32: a str that refuses anything else, so that a bad `--opt kv_type`
+    is refused (exit 2) before any case runs."""
+
+    def __new__(cls, value):
+        if value not in ("f16", "f32"):
+            raise ValueError(value)
+        return super().__new__(cls, value)
+
+
+KvType.__name__ = "KV type (f16 or f32)"  # what Option's error message names
 
 
 def _model(fmt: str, t: np.ndarray, scale: float, M: int, options: dict):
@@ -102,11 +116,16 @@ class OnnxKernelSession:
 class OnnxBackend:
     name: ClassVar[str] = "onnx"
     formats: ClassVar[dict[str, FormatInfo]] = FORMATS
-    workload_kinds: ClassVar[tuple[str, ...]] = ("gemv", "gemm")
+    # pp/tg/pg run the ternary decoder (generation.py) on the GGUF file of the same trits (models.synth)
+    generation_formats: ClassVar[tuple[str, ...]] = TERNARY
+    workload_kinds: ClassVar[tuple[str, ...]] = ("gemv", "gemm", "pp", "tg", "pg")
     libraries: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnx")
     options: ClassVar[dict[str, Option]] = {
         "accuracy_level": Option(int, 4, "MatMulNBits accuracy_level (4: int8 activations, its fast path)"),
         "nbits_block": Option(int, 32, "MatMulNBits block size", minimum=16),
+        "kv_type": Option(KvType, "f16", "decoder KV cache element type: f16 or f32"),
+        "n_ctx": Option(int, None, "decoder KV cache positions (default: depth + n_prompt + n_gen of the largest "
+                        "workload)", minimum=1),
     }
 
     def info(self) -> dict:
@@ -124,3 +143,8 @@ class OnnxBackend:
 
     def open_kernel(self, fmt, M, K, N, n_threads, options, seed, min_total_bytes) -> OnnxKernelSession:
         return OnnxKernelSession(fmt, M, K, N, n_threads, options, seed, min_total_bytes)
+
+    def open(self, model_path: str, n_threads: int, options: dict, n_ctx: int):
+        from tritbench.backends.onnx.generation import OnnxDecoderSession
+
+        return OnnxDecoderSession(model_path, n_threads, options, n_ctx)

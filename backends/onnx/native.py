@@ -1,5 +1,5 @@
-"""ctypes access to the library's plain C API (no onnxruntime): which kernel path runs, a direct matmul
-and the packed size (the read-bandwidth probe lives in tritbench.measure.bandwidth)."""
+"""ctypes access to the library's plain C API (no onnxruntime): which kernel path runs, a direct matmul,
+the packed size and the F16 GEMV (the read-bandwidth probe lives in tritbench.measure.bandwidth)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ def _lib() -> ctypes.CDLL:
     lib.tritbench_available_kernels.restype = ctypes.c_char_p
     lib.tritbench_packed_size.restype = ctypes.c_int64
     lib.tritbench_packed_size.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_char_p]
+    lib.tritbench_f16_kernel_name.restype = ctypes.c_char_p
+    lib.tritbench_f16_matmul.restype = ctypes.c_int
+    lib.tritbench_f16_matmul.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                                         ctypes.c_int64, ctypes.c_void_p]
     lib.tritbench_matmul.restype = ctypes.c_int
     lib.tritbench_matmul.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
                                      ctypes.c_char_p, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p,
@@ -54,4 +58,22 @@ def matmul(x: np.ndarray, packed: np.ndarray, K: int, N: int, packing: str, scal
                                  scale, y.ctypes.data, err, len(err))
     if rc != 0:
         raise ValueError(err.value.decode())
+    return y
+
+
+def f16_kernel_name() -> str:
+    """The F16 GEMV path the next call uses: 'f16c' (x86 AVX2 + FMA + F16C) or 'portable'."""
+    return _lib().tritbench_f16_kernel_name().decode()
+
+
+def f16_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x [..., K] float32 times w [N, K] float16, transposed: [..., N] float32, on the calling thread."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float16)
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"x [..., K] and w [N, K] do not match: {x.shape}, {w.shape}")
+    M = int(np.prod(x.shape[:-1], dtype=np.int64)) if x.ndim > 1 else 1
+    y = np.empty((*x.shape[:-1], w.shape[0]), np.float32)
+    if _lib().tritbench_f16_matmul(x.ctypes.data, M, w.shape[1], w.ctypes.data, w.shape[0], y.ctypes.data):
+        raise ValueError("F16 matmul: bad shape")
     return y

@@ -147,23 +147,48 @@ def build_plan(cfg: RunConfig, default_threads: int) -> list[Variant]:
     threads = cfg.threads or [default_threads]
     formats = list(dict.fromkeys(cfg.formats))
     variants: list[Variant] = []
+    dropped: list[str] = []
     for name, cls in classes.items():
         mine = [w for w in workloads if w.kind in cls.workload_kinds]
         llm, kernel = [w for w in mine if not w.is_kernel], [w for w in mine if w.is_kernel]
+        if llm and kernel and getattr(cls, "generation_formats", None) is not None:
+            # its formats name kernels in a run with kernel workloads (the gate's suite mixes both kinds)
+            dropped += [w.kind for w in llm]
+            llm = []
         my_formats = [f for f in formats if f in cls.formats]
+        llm_formats = _generation_formats(name, cls, my_formats, cfg.models) if llm else []
         opt_sets = _backend_option_sets(cls, {k: v for k, v in cfg.options.items() if k in cls.options})
         settings = list(itertools.product(threads, opt_sets))
         for t, opts in settings:
             swept = tuple(k for k in opts if k in cfg.options)
             if llm:
                 for ref in dict.fromkeys(cfg.models):
-                    for model in resolve_model(ref, my_formats, embd_type=cfg.embd_type,
+                    for model in resolve_model(ref, llm_formats, embd_type=cfg.embd_type,
                                                output_type=cfg.output_type):
                         variants.append(Variant(name, model, t, opts, llm, swept, limits=limits))
             for fmt in my_formats if kernel else []:
                 for mode in dict.fromkeys(cfg.cache):
                     variants.append(KernelVariant(name, KernelWeights(fmt), t, opts, kernel, swept, limits, mode))
+    ran = {w.kind for v in variants for w in v.workloads}
+    for kind in dict.fromkeys(k for k in dropped if k not in ran):
+        raise ConfigError(f"no selected backend runs {kind} workloads in this run: a backend with kernel formats "
+                          "runs its decoder (pp/tg/pg) only in a run without gemv/gemm workloads")
     return variants
+
+
+def _generation_formats(name: str, cls: type, formats: list[str], models: list[str]) -> list[str]:
+    """The formats among `formats` that `cls` runs pp/tg/pg workloads in. A backend whose kernel formats are
+    not all model formats lists the model ones in `generation_formats` (the onnx decoder: its packings,
+    built from the GGUF of the same trits); without it, every format is a model format."""
+    from tritbench.models import PRESETS
+    from tritbench.models.overrides import preset_name
+
+    allowed = getattr(cls, "generation_formats", None)
+    mine = [f for f in formats if allowed is None or f in allowed]
+    if allowed is not None and not mine and any(preset_name(ref) in PRESETS for ref in models):
+        raise ConfigError(f"backend '{name}' runs pp/tg/pg workloads only in formats {', '.join(allowed)} "
+                          f"(asked for: {', '.join(formats) or 'none of its formats'})")
+    return mine
 
 
 def _check_coverage(classes: dict[str, type], workloads: list[Workload], formats: list[str]) -> None:

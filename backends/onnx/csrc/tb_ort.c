@@ -2,6 +2,10 @@
  *   inputs  X float [..., K], packed uint8 [packed_size(K, N, packing)], scale float scalar
  *   attrs   K, N (int), packing ("tern2" | "tern1.67")
  *   output  Y float [..., N]
+ * and tritbench.F16MatMul (opset 1), an F16 head that reads 2 bytes per weight (tb_f16.c):
+ *   inputs  X float [..., K], W float16 [N, K]
+ *   attrs   K, N (int)
+ *   output  Y float [..., N] = X @ W^T, float32 products and sums
  * Inputs are declared type-polymorphic so that a wrong dtype reaches KernelCompute and fails with this
  * op's own message instead of a generic type error. */
 #include <stdio.h>
@@ -10,6 +14,9 @@
 
 #include "ort_abi.h"
 #include "tb_driver.h"
+#include "tb_f16.h"
+
+#define TB_ELEM_FLOAT16 10
 
 #define TB_EXPORT __attribute__((visibility("default")))
 #define API(a, name) ((fn_##name)((void *const *)(a))[SLOT_##name])
@@ -209,12 +216,114 @@ static const OrtCustomOp tb_op = {
     .GetEndVersion = tb_end_version,
 };
 
+/* ---- F16MatMul ---- */
+
+static OrtStatus *th_error(const OrtApi *api, const char *what, const char *detail) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "F16MatMul: %s%s", what, detail ? detail : "");
+    return API(api, CreateStatus)(ORT_INVALID_ARGUMENT, msg);
+}
+
+static OrtStatus *th_create_kernel(const OrtCustomOp *op, const OrtApi *api, const OrtKernelInfo *info,
+                                   void **out) {
+    (void)op;
+    tb_kernel k = {.api = api};
+    OrtStatus *st;
+    if ((st = API(api, KernelInfoGetAttribute_int64)(info, "K", &k.K)) ||
+        (st = API(api, KernelInfoGetAttribute_int64)(info, "N", &k.N))) {
+        API(api, ReleaseStatus)(st);
+        return th_error(api, "missing int attribute K or N", NULL);
+    }
+    if (k.K < 1 || k.N < 1) return th_error(api, "attributes K and N must be positive", NULL);
+    tb_kernel *heap = malloc(sizeof k);
+    if (!heap) return th_error(api, "out of memory", NULL);
+    *heap = k;
+    *out = heap;
+    return NULL;
+}
+
+static OrtStatus *th_compute(void *kernel, OrtKernelContext *ctx) {
+    const tb_kernel *k = kernel;
+    const OrtApi *api = k->api;
+    OrtStatus *st;
+    char detail[320], shape[200];
+    size_t ninputs;
+    if ((st = API(api, KernelContext_GetInputCount)(ctx, &ninputs))) return st;
+    if (ninputs != 2) return th_error(api, "expects 2 inputs (X, W)", NULL);
+    const OrtValue *vx, *vw;
+    if ((st = API(api, KernelContext_GetInput)(ctx, 0, &vx))) return st;
+    if ((st = API(api, KernelContext_GetInput)(ctx, 1, &vw))) return st;
+    if (!vx || !vw) return th_error(api, "an input is missing", NULL);
+    int tx, tw;
+    size_t rx, rw;
+    int64_t dx[TB_MAX_RANK], dw[TB_MAX_RANK];
+    if ((st = tb_describe(api, vx, &tx, &rx, dx))) return st;
+    if ((st = tb_describe(api, vw, &tw, &rw, dw))) return st;
+    if (tx != TB_ELEM_FLOAT) return th_error(api, "input X must be float32, got ", tb_elem_name(tx));
+    if (rx == 0 || dx[rx - 1] != k->K) {
+        tb_shape_str(dx, rx, shape, sizeof shape);
+        snprintf(detail, sizeof detail, "%s but attribute K=%lld", shape, (long long)k->K);
+        return th_error(api, "input X must have shape [..., K]: X has shape ", detail);
+    }
+    if (tw != TB_ELEM_FLOAT16) return th_error(api, "input W must be float16, got ", tb_elem_name(tw));
+    if (rw != 2 || dw[0] != k->N || dw[1] != k->K) {
+        tb_shape_str(dw, rw, shape, sizeof shape);
+        snprintf(detail, sizeof detail, "%s but attributes N=%lld, K=%lld", shape, (long long)k->N, (long long)k->K);
+        return th_error(api, "input W must have shape [N, K]: W has shape ", detail);
+    }
+    size_t M = 1;
+    for (size_t i = 0; i + 1 < rx; i++) M *= (size_t)dx[i];
+    int64_t dy[TB_MAX_RANK];
+    memcpy(dy, dx, rx * sizeof *dx);
+    dy[rx - 1] = k->N;
+    OrtValue *vy;
+    if ((st = API(api, KernelContext_GetOutput)(ctx, 0, dy, rx, &vy))) return st;
+    if (M == 0) return NULL;
+    void *px, *pw, *py;
+    if ((st = API(api, GetTensorMutableData)((OrtValue *)vx, &px))) return st;
+    if ((st = API(api, GetTensorMutableData)((OrtValue *)vw, &pw))) return st;
+    if ((st = API(api, GetTensorMutableData)(vy, &py))) return st;
+    tb_ort_runner runner = {api, ctx};
+    if (th_matmul(px, M, (size_t)k->K, pw, (size_t)k->N, py, tb_ort_parallel_for, &runner))
+        return API(api, CreateStatus)(ORT_FAIL, "F16MatMul: the thread pool failed");
+    return NULL;
+}
+
+static const char *th_op_name(const OrtCustomOp *op) { (void)op; return "F16MatMul"; }
+static size_t th_input_count(const OrtCustomOp *op) { (void)op; return 2; }
+
+static const OrtCustomOp th_op = {
+    .version = TB_ORT_API_VERSION,
+    .CreateKernel = NULL,
+    .GetName = th_op_name,
+    .GetExecutionProviderType = tb_op_ep,
+    .GetInputType = tb_input_type,
+    .GetInputTypeCount = th_input_count,
+    .GetOutputType = tb_output_type,
+    .GetOutputTypeCount = tb_output_count,
+    .KernelCompute = NULL,
+    .KernelDestroy = tb_destroy_kernel,
+    .GetInputCharacteristic = tb_required,
+    .GetOutputCharacteristic = tb_required,
+    .GetInputMemoryType = tb_mem_default,
+    .GetVariadicInputMinArity = tb_one,
+    .GetVariadicInputHomogeneity = tb_one,
+    .GetVariadicOutputMinArity = tb_one,
+    .GetVariadicOutputHomogeneity = tb_one,
+    .CreateKernelV2 = th_create_kernel,
+    .KernelComputeV2 = th_compute,
+    .InferOutputShapeFn = NULL,
+    .GetStartVersion = tb_one,
+    .GetEndVersion = tb_end_version,
+};
+
 TB_EXPORT OrtStatus *RegisterCustomOps(OrtSessionOptions *options, const OrtApiBase *base) {
     const OrtApi *api = base->GetApi(TB_ORT_API_VERSION);
     if (!api) return NULL; /* onnxruntime older than 1.17: nothing we can report through */
     OrtCustomOpDomain *domain;
     OrtStatus *st = API(api, CreateCustomOpDomain)("tritbench", &domain);
     if (!st) st = API(api, CustomOpDomain_Add)(domain, &tb_op);
+    if (!st) st = API(api, CustomOpDomain_Add)(domain, &th_op);
     if (!st) st = API(api, AddCustomOpDomain)(options, domain);
     return st;
 }

@@ -1,0 +1,91 @@
+/* F16 weights times float32 activations (tb_f16.h): the portable path, dispatch and the threaded driver. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tb_f16.h"
+
+#define TB_EXPORT __attribute__((visibility("default")))
+#define TH_CHUNK 64 /* columns per task: one task's weights (64 rows of K halves) stay in L2 for every row m */
+
+float th_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13); /* inf, nan */
+    } else if (exp) {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    } else { /* zero or subnormal: man * 2^-24, exact in float */
+        float v = ldexpf((float)man, -24);
+        return sign ? -v : v;
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+void th_portable_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y) {
+    for (size_t n = n0; n < n1; n++) {
+        const uint16_t *row = w + n * K;
+        float acc = 0.0f;
+        for (size_t k = 0; k < K; k++) acc += x[k] * th_half_to_float(row[k]);
+        y[n] = acc;
+    }
+}
+
+static th_cols_fn th_select(const char **name) {
+    const char *want = getenv("TRITBENCH_KERNEL");
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (!(want && strcmp(want, "portable") == 0) && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        *name = "f16c";
+        return th_f16c_cols;
+    }
+#else
+    (void)want;
+#endif
+    *name = "portable";
+    return th_portable_cols;
+}
+
+const char *th_kernel_name(void) {
+    const char *name;
+    th_select(&name);
+    return name;
+}
+
+typedef struct {
+    th_cols_fn fn;
+    const float *x;
+    const uint16_t *w;
+    float *y;
+    size_t M, K, N;
+} th_job;
+
+static void th_task(void *user, size_t i) {
+    const th_job *job = user;
+    size_t n0 = i * TH_CHUNK, n1 = n0 + TH_CHUNK < job->N ? n0 + TH_CHUNK : job->N;
+    for (size_t m = 0; m < job->M; m++) job->fn(job->x + m * job->K, job->K, job->w, n0, n1, job->y + m * job->N);
+}
+
+static int th_serial(void *runner, void (*fn)(void *, size_t), size_t total, void *user) {
+    (void)runner;
+    for (size_t i = 0; i < total; i++) fn(user, i);
+    return 0;
+}
+
+int th_matmul(const float *x, size_t M, size_t K, const uint16_t *w, size_t N, float *y, tb_parallel_for pfor,
+              void *runner) {
+    const char *name;
+    th_job job = {th_select(&name), x, w, y, M, K, N};
+    if (M == 0 || N == 0) return 0;
+    return (pfor ? pfor : th_serial)(runner, th_task, (N + TH_CHUNK - 1) / TH_CHUNK, &job);
+}
+
+/* Y[M, N] = X[M, K] @ W[N, K]^T with W in half precision, on the calling thread. Returns 0. */
+TB_EXPORT int tritbench_f16_matmul(const float *x, int64_t M, int64_t K, const uint16_t *w, int64_t N, float *y) {
+    if (M < 0 || K < 1 || N < 1) return -1;
+    return th_matmul(x, (size_t)M, (size_t)K, w, (size_t)N, y, NULL, NULL);
+}
+
+TB_EXPORT const char *tritbench_f16_kernel_name(void) { return th_kernel_name(); }
