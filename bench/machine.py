@@ -11,6 +11,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -264,22 +265,43 @@ def throttling(root: Path | None = None, vcgencmd: str | None = None) -> dict | 
         return None
 
 
+def cpu_percent_sample(sample_s: float) -> list[dict[str, float]]:
+    """Per logical CPU, the percent of the next `sample_s` seconds spent in each of psutil's cpu_times fields.
+
+    Not psutil.cpu_times_percent: it divides by max(1, total) with times in seconds, so a sample shorter
+    than a second reads as mostly busy (psutil 7.2: idle 25 % on an idle machine over 0.25 s)."""
+    before = psutil.cpu_times(percpu=True)
+    time.sleep(sample_s)
+    return [times_percent(a, b) for a, b in zip(before, psutil.cpu_times(percpu=True))]
+
+
+def times_percent(before, after) -> dict[str, float]:
+    """Each field's share (percent) of the time between two cpu_times readings of one CPU."""
+    # guest time is already counted in user on Linux, so it is not part of the total
+    fields = [f for f in before._fields if f not in ("guest", "guest_nice")]
+    deltas = {f: max(0.0, getattr(after, f) - getattr(before, f)) for f in fields}
+    total = sum(deltas.values())
+    if total <= 0:  # no time accounted in the sample: read as busy, the cautious side for a noise warning
+        return {f: 0.0 for f in fields}
+    return {f: round(d * 100.0 / total, 1) for f, d in deltas.items()}
+
+
 def state(sample_s: float = 0.25) -> dict:
     """Volatile state just before a case: load average and how busy the CPUs are right now.
 
     The load average lags by a minute and counts our own previous case, so the idle-core estimate
     comes from a short utilisation sample taken while this harness is idle.
     """
-    times = psutil.cpu_times_percent(interval=sample_s, percpu=True)
+    times = cpu_percent_sample(sample_s)
     # busy as psutil.cpu_percent counts it: everything but idle and iowait
-    busy = [round(max(0.0, 100.0 - t.idle - getattr(t, "iowait", 0.0)), 1) for t in times]
+    busy = [round(max(0.0, 100.0 - t["idle"] - t.get("iowait", 0.0)), 1) for t in times]
     logical = len(busy) or 1
     idle_cores = sum(max(0.0, 100.0 - b) for b in busy) / 100.0
     return {
         "loadavg": list(os.getloadavg()),
         "cpu_busy_percent": busy,
         # time the hypervisor ran another guest on our vCPUs (Linux guests; absent elsewhere)
-        "steal_percent": [t.steal for t in times] if all(hasattr(t, "steal") for t in times) else None,
+        "steal_percent": [t["steal"] for t in times] if all("steal" in t for t in times) else None,
         "idle_cores": round(idle_cores, 2),
         "logical_cores": logical,
         **cpu_frequencies(),

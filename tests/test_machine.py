@@ -109,6 +109,20 @@ def test_volatile_state_readers(tmp_path):
     assert machine.throttling(tmp_path) == {"core_throttle_count": {"cpu0": 3}}
 
 
+def test_cpu_share_of_a_sample_shorter_than_a_second():
+    # psutil.cpu_times_percent reads a 0.25 s idle sample as 25 % idle; the share must be of the time that passed
+    import psutil
+
+    T = type(psutil.cpu_times())
+    zero = dict.fromkeys(T._fields, 0.0)
+    before = T(**zero | {"user": 10.0, "idle": 100.0})
+    idle = machine.times_percent(before, T(**zero | {"user": 10.0, "idle": 100.25}))
+    assert idle["idle"] == 100.0 and idle["user"] == 0.0
+    half = machine.times_percent(before, T(**zero | {"user": 10.1, "idle": 100.1}))
+    assert half["idle"] == 50.0 and half["user"] == 50.0
+    assert machine.times_percent(before, before)["idle"] == 0.0  # no time accounted: busy, never idle by default
+
+
 def test_pi_throttled_flags(tmp_path):
     t = machine.parse_throttled("throttled=0x50005\n")
     assert t["now"] == ["under_voltage", "throttled"]
