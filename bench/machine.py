@@ -272,7 +272,8 @@ def cpu_percent_sample(sample_s: float) -> list[dict[str, float]]:
     than a second reads as mostly busy (psutil 7.2: idle 25 % on an idle machine over 0.25 s)."""
     before = psutil.cpu_times(percpu=True)
     time.sleep(sample_s)
-    return [times_percent(a, b) for a, b in zip(before, psutil.cpu_times(percpu=True))]
+    # not strict: a CPU taken offline during the sample ends the list (it has no second reading)
+    return [times_percent(a, b) for a, b in zip(before, psutil.cpu_times(percpu=True), strict=False)]
 
 
 def times_percent(before, after) -> dict[str, float]:

@@ -39,6 +39,7 @@ class Option:
     default: Any
     help: str
     minimum: float | None = None  # numbers below it are refused (e.g. a batch of 0 tokens)
+    required: bool = False  # no default: a plan with this backend must give it (a peer build's binary)
 
     def parse(self, name: str, value: Any) -> Any:
         """Convert a suite value or a command-line string to this option's type, within its bounds."""
@@ -167,7 +168,10 @@ class Backend(Protocol):
 class GenerationBackend(Backend, Protocol):
     """A backend with pp/tg/pg among its `workload_kinds`."""
 
-    def open(self, model_path: str, n_threads: int, options: dict, n_ctx: int) -> GenerationSession: ...
+    def open(self, model_path: str, n_threads: int, options: dict, n_ctx: int) -> GenerationSession:
+        """Load the model at `model_path`. A backend that lists a derived format (models.DERIVED_FORMATS) among
+        its `formats` is also given `fmt=` for those: it makes that format itself from the file at `model_path`
+        (the file of the format DERIVED_FORMATS names)."""
 
 
 @runtime_checkable

@@ -7,9 +7,10 @@ from .overrides import PresetRef, parse_ref, preset_spec
 from .presets import PRESETS, get_preset
 from .resolve import ModelVariant, resolve_model
 from .spec import ModelSpec
-from .synth import FORMATS, cache_dir, model_path, synthesize, synthesize_many
+from .synth import DERIVED_FORMATS, FORMATS, cache_dir, model_path, synthesize, synthesize_many
 
 __all__ = [
+    "DERIVED_FORMATS",
     "FORMATS",
     "PRESETS",
     "GGUFModelInfo",

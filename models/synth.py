@@ -34,9 +34,11 @@ from .errors import ModelError
 from .spec import N_SPECIAL_TOKENS, ModelSpec
 
 FORMATS = ("f16", "q8_0", "q4_0", "tq1_0", "tq2_0")
-# Formats a runtime builds from the GGUF file of the same trits instead of reading them as written (the
-# onnx decoder's TernaryMatMul packings): the GGUF format of that file.
-DERIVED_FORMATS = {"tern2": "tq2_0", "tern1.67": "tq1_0"}
+# Formats a runtime builds itself from a GGUF file tritbench writes, instead of reading the file as written:
+# the onnx decoder's TernaryMatMul packings (from the file of the same trits), and peer engines' ternary types,
+# made by the peer's own llama-quantize from the F16 file (bitnet.cpp's I2_S, ik_llama.cpp's IQ2_BN and IQ1_BN).
+# The runtime is given the format (GenerationBackend.open's fmt); the value is the format of the file it reads.
+DERIVED_FORMATS = {"tern2": "tq2_0", "tern1.67": "tq1_0", "i2_s": "f16", "iq2_bn": "f16", "iq1_bn": "f16"}
 SPEC_KEY = "tritbench.spec"
 EMBD_STD = 0.02  # a random model with larger embeddings degenerates (bitnet repeats one token)
 ROPE_FREQ_BASE = 10000.0
@@ -78,8 +80,8 @@ def check_format(fmt: str) -> str:
     """fmt lowercased if it is one of FORMATS or DERIVED_FORMATS, else ModelError."""
     norm = fmt.strip().lower() if isinstance(fmt, str) else fmt
     if norm not in FORMATS and norm not in DERIVED_FORMATS:
-        raise ModelError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)}), or {', '.join(DERIVED_FORMATS)} "
-                         "(the onnx decoder's packings, read from the tq2_0 and tq1_0 files)")
+        raise ModelError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)}; made by a backend from one of "
+                         f"them: {', '.join(DERIVED_FORMATS)})")
     return norm
 
 

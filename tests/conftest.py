@@ -127,6 +127,7 @@ LAYERS = {
     "test_layout.py": "unit",
     "test_lifecycle.py": "integration",  # real runners killed and signalled
     "test_llamacpp.py": "integration",
+    "test_llamabench.py": "integration",  # a real llama-bench built by .ci/llama-bench.sh, stub binaries
     "test_llamacpp_arm.py": "system",  # cross-compiled llama.cpp under qemu-user
     "test_machine.py": "integration",
     "test_memory.py": "integration",

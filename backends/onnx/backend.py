@@ -144,7 +144,7 @@ class OnnxBackend:
     def open_kernel(self, fmt, M, K, N, n_threads, options, seed, min_total_bytes) -> OnnxKernelSession:
         return OnnxKernelSession(fmt, M, K, N, n_threads, options, seed, min_total_bytes)
 
-    def open(self, model_path: str, n_threads: int, options: dict, n_ctx: int):
+    def open(self, model_path: str, n_threads: int, options: dict, n_ctx: int, fmt: str | None = None):
         from tritbench.backends.onnx.generation import OnnxDecoderSession
 
-        return OnnxDecoderSession(model_path, n_threads, options, n_ctx)
+        return OnnxDecoderSession(model_path, n_threads, options, n_ctx, packing=fmt)

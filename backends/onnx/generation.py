@@ -76,7 +76,7 @@ class OnnxDecoderSession:
 
     weights_mapped = True  # onnxruntime memory-maps the initializers (decoder.session_for)
 
-    def __init__(self, model_path: str, n_threads: int, options: dict, n_ctx: int):
+    def __init__(self, model_path: str, n_threads: int, options: dict, n_ctx: int, packing: str | None = None):
         import onnxruntime as ort
 
         from tritbench.backends.onnx import native
@@ -90,7 +90,7 @@ class OnnxDecoderSession:
                              "(depth + prompt + generation)")
         ctx = int(want_ctx or n_ctx)
         w = weights.from_gguf(model_path)
-        packing = packing_for(w.linear_type)
+        packing = packing or packing_for(w.linear_type)  # the planned format; else what the file's type reads best
         model = decoder.build_decoder(w, packing, max_len=max(ctx, CHECK_PROMPT + CHECK_STEPS), kv_type=kv_type)
         # onnxruntime maps the weights from the written file; the mapping outlives the deleted file
         with tempfile.TemporaryDirectory(prefix="tritbench-decoder-") as folder:

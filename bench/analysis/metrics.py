@@ -70,8 +70,15 @@ def llm_metrics(w: Workload, reps: list[dict], children: list[dict], idle: Energ
         m["ttft_ms"] = summarize([r["prefill_s"] * 1e3 for r in reps], higher_is_better=False)
     if w.n_gen:
         m["gen_tokens_per_s"] = summarize([w.n_gen / sum(r["decode_s"]) for r in reps])
-        m["token_latency_ms"] = summarize([t * 1e3 for r in reps for t in r["decode_s"]], higher_is_better=False)
-    m["cpu_ms"] = summarize([r["cpu_s"] * 1e3 for r in reps], higher_is_better=False)
+        if any(r.get("decode_split") == "even" for r in reps):
+            # the backend timed each generation as a whole: one mean per repetition, not a per-token spread
+            m["token_latency_ms"] = {**summarize([sum(r["decode_s"]) / len(r["decode_s"]) * 1e3 for r in reps],
+                                                 higher_is_better=False), "basis": "mean per repetition"}
+        else:
+            m["token_latency_ms"] = summarize([t * 1e3 for r in reps for t in r["decode_s"]],
+                                              higher_is_better=False)
+    if all("cpu_s" in r for r in reps):  # a self-timed peer process's CPU time per repetition is unknown
+        m["cpu_ms"] = summarize([r["cpu_s"] * 1e3 for r in reps], higher_is_better=False)
     if len(internal_tps) == len(reps):
         own = summarize(internal_tps)
         m["backend_timings"] = {

@@ -20,6 +20,7 @@ from tritbench import plugin
 from tritbench.execute.job import ERROR_TAG, PARENT_ENV, ChildResult, GenerationJob, Job, KernelJob, WorkloadResult
 from tritbench.measure.energy import select_meter
 from tritbench.measure.memory import PhaseMemory, merge_peaks, ru_maxrss_bytes
+from tritbench.models import DERIVED_FORMATS
 from tritbench.plan.workloads import Workload
 
 
@@ -89,7 +90,9 @@ def measure_generation(backend, job: GenerationJob, result: ChildResult, out: Pa
     mem = PhaseMemory()
     mem.start_phase()
     t0 = time.perf_counter()
-    session = backend.open(job.model_path, job.n_threads, job.options, job.n_ctx)
+    # a derived format is made by the backend from the file it is given: only then does it get the format
+    derived = {"fmt": job.format} if job.format in DERIVED_FORMATS else {}
+    session = backend.open(job.model_path, job.n_threads, job.options, job.n_ctx, **derived)
     result.load_s = time.perf_counter() - t0
     result.memory = {"load": mem.snapshot(), "per_phase_peaks": mem.per_phase_peaks,
                      "mmap": session.weights_mapped}
@@ -101,6 +104,10 @@ def measure_generation(backend, job: GenerationJob, result: ChildResult, out: Pa
     rng = np.random.default_rng(job.seed)
     for w in job.workloads:
         entry = result.workloads[w.name] = WorkloadResult()
+        if hasattr(session, "measure"):  # a backend that times itself (a peer's llama-bench): whole workloads
+            entry.reps, entry.settings = session.measure(w.n_prompt, w.n_gen, w.depth, job.warmups, job.reps)
+            result.write(out)
+            continue
         for _ in range(job.warmups):
             run_repetition(session, w, rng, mem, {})
         for _ in range(job.reps):

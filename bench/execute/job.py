@@ -56,6 +56,7 @@ class GenerationJob(Job):
     KIND: ClassVar[str] = "generation"
     model_path: str = ""
     n_ctx: int = 0
+    format: str = ""  # the planned format: a derived one (models.DERIVED_FORMATS) is made from the file by the backend
 
 
 @dataclass

@@ -152,6 +152,7 @@ class VariantRun:
     backend_info: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     layers: dict[str, dict] = field(default_factory=dict)  # per kernel workload: weight_bytes, copies, settings
+    runs: dict[str, list[dict]] = field(default_factory=dict)  # per workload: a self-timed backend's runs
     memory: dict[str, dict] = field(default_factory=dict)  # per workload: phase -> peak snapshot, over children
     written: set[str] = field(default_factory=set)
     rounds_done: int = 0  # rounds taken from the journal of a killed run: they are not measured again
@@ -173,7 +174,7 @@ def make_job(v: Variant, workloads: list[Workload], cfg: RunConfig, reps: int, s
                          format=v.model.format, min_rep_s=KERNEL_MIN_REP_S,
                          min_total_bytes=cold_bytes() if v.cache == "cold" else 0)
     return GenerationJob(v.backend, v.n_threads, v.options, workloads, cfg.warmups, reps, seed, cfg.energy,
-                         model_path=str(v.model.path), n_ctx=v.n_ctx)
+                         model_path=str(v.model.path), n_ctx=v.n_ctx, format=v.model.format)
 
 
 def case_metrics(vr: VariantRun, w: Workload, bandwidth: dict | None, idle) -> dict:
@@ -183,6 +184,11 @@ def case_metrics(vr: VariantRun, w: Workload, bandwidth: dict | None, idle) -> d
         return kernel_metrics(w, reps, vr.layers[w.name]["weight_bytes"], vr.children, bandwidth, idle)
     metrics = llm_metrics(w, reps, vr.children, idle, bandwidth)
     metrics["memory"] = {**vr.memory.get(w.name, {}), "model_file_bytes": vr.model_info.get("file_bytes")}
+    peers = [run["process"] for run in vr.runs.get(w.name, []) if "process" in run]
+    if peers:  # a self-timed backend ran the model in its own process: that process's memory, not the child's
+        metrics["peak_rss_bytes"] = max(p["peak_rss_bytes"] for p in peers)
+        metrics["rss_after_load_bytes"] = None
+        metrics["memory"]["source"] = f"{peers[0]['source']}; the RSS after load is not known"
     return metrics
 
 
@@ -307,6 +313,8 @@ class Runner:
                 if entry.weight_bytes is not None:
                     vr.layers[w.name] = {"weight_bytes": entry.weight_bytes, "copies": entry.copies,
                                          "settings": entry.settings or {}}
+                elif entry.settings:  # a self-timed backend's run: its command line and build, per round
+                    vr.runs.setdefault(w.name, []).append(entry.settings)
                 phases = {"load": result.memory.get("load"), **entry.memory}
                 merged = vr.memory.setdefault(w.name, {"per_phase_peaks": result.memory.get("per_phase_peaks"),
                                                        "mmap": result.memory.get("mmap")})
@@ -367,6 +375,8 @@ class Runner:
             "repetitions": len(vr.reps.get(w.name, [])) if status == "ok" else self.cfg.repetitions,
             "rounds": vr.rounds_of.get(w.name, 0) if status == "ok" else self.rounds,
         }
+        if vr.runs.get(w.name):
+            settings["runs"] = vr.runs[w.name]
         if v.side:
             settings["side"] = v.side
         if v.limits:
@@ -374,6 +384,11 @@ class Runner:
         if v.cache:
             settings.update(cache=v.cache, weight_copies=layer.get("copies"))
         model = v.record_model(vr.model_info, w, layer)
+        made = vr.settings.get("model_file")
+        if made:  # the backend ran a file it made from the planned one (a peer's quantizer): that file's facts
+            source = {k: model.pop(k, None) for k in ("path", "file_bytes", "sha256", "bits_per_weight",
+                                                       "tensor_types", "embd_type", "output_type")}
+            model.update(path=made["path"], file_bytes=made["bytes"], made_from=source)
         facts = self.formats[v.backend].get(v.model.format)
         if facts is not None:  # what the backend declares of this format, so reports need not know it
             model.update(ternary=facts.ternary, baseline=facts.baseline)

@@ -113,6 +113,9 @@ def _backend_option_sets(backend_cls: type, options: dict[str, list]) -> list[di
     """The cartesian product of this backend's options (its defaults where not swept)."""
     spec = backend_cls.options
     names = list(spec)
+    for n in names:
+        if spec[n].required and n not in options:
+            raise ConfigError(f"backend '{backend_cls.name}' needs --opt {n}=...: {spec[n].help}")
     values = [
         [spec[n].parse(n, v) for v in options[n]] if n in options else [spec[n].default] for n in names
     ]
