@@ -172,6 +172,7 @@ def test_bench_run_puts_the_peer_beside_llama_cpp_with_its_own_process_memory(bu
             assert m["token_latency_ms"]["basis"] == "mean per repetition"
             assert len(m["token_latency_ms"]["samples"]) == 2
     assert "llama-bench" in proc.stdout and "llamacpp" in proc.stdout
+    assert "check: llama-bench/tiny/tq2_0: greedy tokens vs llama.cpp F16: pass (" in proc.stderr
 
 
 def test_bench_run_without_bin_is_one_line_before_anything_runs(tb_home, tmp_path):

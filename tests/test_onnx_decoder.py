@@ -396,6 +396,12 @@ def test_bench_run_runs_the_decoder(tb_home, tmp_path):
             assert m["ttft_ms"]["median"] > 0 and "prefill" in m["memory"]
         else:
             assert len(m["token_latency_ms"]["samples"]) == 8 and "decode" in m["memory"]
+            # bytes per decode step from the loaded tensors: tg8 attends to 1..8 positions, 4.5 on average
+            b = m["bytes_per_token"]
+            assert b["kv_read"] == b["kv_per_position"] * 4.5
+            assert b["total"] == b["ternary_weights"] + b["head"] + b["embedding_row"] + b["kv_read"]
+    for fmt in ("tern2", "tern1.67"):  # every loaded decoder's check, printed
+        assert f"check: onnx/tiny/{fmt}: passed (logits within" in proc.stderr
 
 
 def test_bench_run_refuses_what_the_decoder_cannot_run(tb_home, tiny_models, tmp_path):

@@ -186,6 +186,25 @@ def run(
     with measuring(events, after="; `bench run ... --resume` continues"):
         outcome = run_session(cfg, resume=resume, events=events)
     sys.stdout.write(render(outcome.records, cfg.output))
+    for line in model_checks(outcome.records):
+        err.print(plain(line))
     err.print(plain(f"results: {outcome.path}"))
     if outcome.failed:
         raise typer.Exit(1)
+
+
+def model_checks(records) -> list[str]:
+    """One line per loaded model a backend checked before timing it (the onnx decoder against its float64
+    reference, a peer build's greedy tokens against llama.cpp F16): that it computes the model benchmarked."""
+    lines = {}
+    for r in records:
+        label = f"{r.backend['name']}/{r.model['name']}/{r.model['format']}"
+        parity, tokens = r.settings.get("parity_check"), (r.settings.get("peer") or {}).get("token_check")
+        if parity:
+            lines[label] = (f"check: {label}: {'passed' if parity['passed'] else 'FAILED'} (logits within "
+                            f"{max(parity['rel_errors']):.2g} of a float64 reference)")
+        elif tokens:
+            said = (f"{tokens['agreeing_prompts']} of {tokens['prompts']} seeded prompts agree"
+                    if "prompts" in tokens else tokens.get("reason", ""))
+            lines[label] = f"check: {label}: greedy tokens vs llama.cpp F16: {tokens['status']} ({said})"
+    return list(lines.values())

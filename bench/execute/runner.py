@@ -177,6 +177,17 @@ def make_job(v: Variant, workloads: list[Workload], cfg: RunConfig, reps: int, s
                          model_path=str(v.model.path), n_ctx=v.n_ctx, format=v.model.format)
 
 
+def decode_bytes(counted: dict, w: Workload) -> dict:
+    """Bytes a decode step of `w` reads, from a backend's own count of what it loaded (`at_depth_0` and
+    `kv_per_position` in settings.bytes_per_token): the KV read is the mean over the workload's decode steps
+    (step i attends to depth + n_prompt + i + 1 positions)."""
+    positions = w.depth + w.n_prompt + (w.n_gen + 1) / 2
+    kv_read = counted["kv_per_position"] * positions
+    return {**{k: v for k, v in counted.items() if k != "at_depth_0"}, "kv_read": kv_read,
+            "total": counted["at_depth_0"] + kv_read,
+            "basis": "counted from the loaded tensors; KV read: mean over the decode steps"}
+
+
 def case_metrics(vr: VariantRun, w: Workload, bandwidth: dict | None, idle) -> dict:
     """A finished case's metrics from its samples (tritbench.analysis.metrics)."""
     reps = vr.reps.get(w.name, [])
@@ -184,6 +195,12 @@ def case_metrics(vr: VariantRun, w: Workload, bandwidth: dict | None, idle) -> d
         return kernel_metrics(w, reps, vr.layers[w.name]["weight_bytes"], vr.children, bandwidth, idle)
     metrics = llm_metrics(w, reps, vr.children, idle, bandwidth)
     metrics["memory"] = {**vr.memory.get(w.name, {}), "model_file_bytes": vr.model_info.get("file_bytes")}
+    counted = vr.settings.get("bytes_per_token")
+    if counted and w.n_gen:
+        metrics["bytes_per_token"] = decode_bytes(counted, w)
+        if bandwidth:  # eta: the share of the probed read bandwidth the decode steps' bytes use
+            gbps = metrics["bytes_per_token"]["total"] * metrics["gen_tokens_per_s"]["median"] / 1e9
+            metrics["bandwidth_fraction"] = gbps / bandwidth["gbps"]
     peers = [run["process"] for run in vr.runs.get(w.name, []) if "process" in run]
     if peers:  # a self-timed backend ran the model in its own process: that process's memory, not the child's
         metrics["peak_rss_bytes"] = max(p["peak_rss_bytes"] for p in peers)
