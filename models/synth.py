@@ -35,10 +35,12 @@ from .spec import N_SPECIAL_TOKENS, ModelSpec
 
 FORMATS = ("f16", "q8_0", "q4_0", "tq1_0", "tq2_0")
 # Formats a runtime builds itself from a GGUF file tritbench writes, instead of reading the file as written:
-# the onnx decoder's TernaryMatMul packings (from the file of the same trits), and peer engines' ternary types,
+# the onnx decoder's TernaryMatMul packings and onnxruntime's MatMulNBits 2-bit (from the file of the same
+# trits), and peer engines' ternary types,
 # made by the peer's own llama-quantize from the F16 file (bitnet.cpp's I2_S, ik_llama.cpp's IQ2_BN and IQ1_BN).
 # The runtime is given the format (GenerationBackend.open's fmt); the value is the format of the file it reads.
-DERIVED_FORMATS = {"tern2": "tq2_0", "tern1.67": "tq1_0", "i2_s": "f16", "iq2_bn": "f16", "iq1_bn": "f16"}
+DERIVED_FORMATS = {"tern2": "tq2_0", "tern1.67": "tq1_0", "nbits2": "tq2_0", "i2_s": "f16", "iq2_bn": "f16",
+                   "iq1_bn": "f16"}
 SPEC_KEY = "tritbench.spec"
 EMBD_STD = 0.02  # a random model with larger embeddings degenerates (bitnet repeats one token)
 ROPE_FREQ_BASE = 10000.0

@@ -367,6 +367,29 @@ def test_parity_with_llamacpp_f16_and_a_wrong_rope_fails(tb_home, name):
     assert not wrong.passed and wrong.rel_rms > 5 * ok.rel_rms_limit, wrong.to_dict()
 
 
+def test_nbits2_is_onnxruntimes_own_2_bit_kernel_in_the_same_graph(tb_home, preset_weights):
+    """`-f nbits2`: every linear layer a MatMulNBits (bits 2: 3 bits per weight with a fp32 scale per 32), no
+    TernaryMatMul; the same model by llama.cpp F16's logits, as the ternary packings are."""
+    llama_cpp = import_or_skip("llama_cpp")
+    from tritbench.models import preset_spec, synthesize_many
+
+    w = preset_weights["tiny"]
+    model = decoder.build_decoder(w, "nbits2", max_len=160, kv_type="f16", all_logits=False)
+    ops = [n.op_type for n in model.graph.node]
+    assert decoder.OP_TYPE not in ops and ops.count("MatMulNBits") == 4 * w.layers  # qkv, o, gate|up, down
+    n_linear = sum(b.linear[n].t.size for b in w.blocks for n in b.linear)
+    counted = decoder.bytes_per_token(w, "nbits2", "f16")["ternary_weights"]
+    assert counted * 8 / n_linear == pytest.approx(2 + 32 / 32)  # 2-bit codes and a 4-byte scale per 32
+    files = synthesize_many(preset_spec("tiny"), ["f16", "tq2_0"], cache=tb_home / "models")
+    prompt, steps = trace(w.vocab, 16, 128, seed=7)
+    f16 = llama_trace(llama_cpp, files["f16"], prompt, steps)
+    tq2 = llama_trace(llama_cpp, files["tq2_0"], prompt, steps)
+    run = decoder.DecoderRunner(decoder.session_for(model, 1), w, 160, "f16")
+    got = np.array([run.run(prompt)[-1]] + [run.run([t])[-1] for t in steps])
+    result = parity.check_parity(got, f16, tq2)
+    assert result.passed, result.to_dict()
+
+
 def test_parity_metrics():
     want = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.95]])
     assert parity.rel_rms(want, want) == 0 and parity.mean_kl(want, want) == pytest.approx(0, abs=1e-12)
@@ -405,10 +428,11 @@ def test_bench_run_runs_the_decoder(tb_home, tmp_path):
 
 
 def test_bench_run_refuses_what_the_decoder_cannot_run(tb_home, tiny_models, tmp_path):
-    proc = run_bench(["run", "-b", "onnx", "-m", "tiny", "-f", "nbits2", "-w", "pp", "-p", "8", "--out",
+    proc = run_bench(["run", "-b", "onnx", "-m", "tiny", "-f", "fp32", "-w", "pp", "-p", "8", "--out",
                       str(tmp_path / "a")], tb_home)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert proc.returncode == 2 and len(lines) == 1 and "only in formats tern2, tern1.67" in lines[0], proc.stderr
+    assert proc.returncode == 2 and len(lines) == 1 and "only in formats tern2, tern1.67, nbits2" in lines[0], \
+        proc.stderr
     proc = run_bench(["run", "-b", "onnx", "-m", "tiny", "-f", "tern2", "-p", "8", "--opt", "kv_type=bf16", "--out",
                       str(tmp_path / "a")], tb_home)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

@@ -117,7 +117,7 @@ class OnnxBackend:
     name: ClassVar[str] = "onnx"
     formats: ClassVar[dict[str, FormatInfo]] = FORMATS
     # pp/tg/pg run the ternary decoder (generation.py) on the GGUF file of the same trits (models.synth)
-    generation_formats: ClassVar[tuple[str, ...]] = TERNARY
+    generation_formats: ClassVar[tuple[str, ...]] = (*TERNARY, "nbits2")
     workload_kinds: ClassVar[tuple[str, ...]] = ("gemv", "gemm", "pp", "tg", "pg")
     libraries: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnx")
     options: ClassVar[dict[str, Option]] = {

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tritbench.backends.onnx.graphs import DOMAIN, OP_TYPE
+from tritbench.backends.onnx.graphs import DOMAIN, NBITS_BLOCK_SIZE, OP_TYPE, nbits_weights
 from tritbench.backends.onnx.packing import PACKINGS, pack, packed_size
 from tritbench.backends.onnx.weights import DecoderError, DecoderWeights, Ternary
 
@@ -102,7 +102,20 @@ def _fuse(parts: list[Ternary]) -> Ternary | None:
     return Ternary(np.ascontiguousarray(np.concatenate([p.t for p in parts], axis=1)), parts[0].scale)
 
 
+# onnxruntime's own 2-bit kernel in the same graph, a row with no code of ours in its matmuls: codes t + 2
+# (MatMulNBits' default zero point for 2 bits), one fp32 scale per block of 32, int8 activations per block
+NBITS = "nbits2"
+NBITS_ACCURACY_LEVEL = 4
+
+
 def _bitlinear(g: _Graph, lin: Ternary, packing: str, x: str, prefix: str) -> str:
+    if packing == NBITS:
+        codes = nbits_weights(lin.t, 2, NBITS_BLOCK_SIZE)
+        b = g.init(f"{prefix}.B", codes)
+        scales = g.init(f"{prefix}.scales", np.full(lin.N * codes.shape[1], lin.scale, np.float32))
+        return g.node("MatMulNBits", [x, b, scales], [f"{prefix}/out"], f"{prefix}/MatMulNBits", "com.microsoft",
+                      K=lin.K, N=lin.N, bits=2, block_size=NBITS_BLOCK_SIZE,
+                      accuracy_level=NBITS_ACCURACY_LEVEL)[0]
     packed = g.init(f"{prefix}.packed", pack(lin.t, packing))
     scale = g.init(f"{prefix}.scale", np.array(lin.scale, np.float32))
     return g.node(OP_TYPE, [x, packed, scale], [f"{prefix}/out"], f"{prefix}/TernaryMatMul", DOMAIN,
@@ -123,8 +136,8 @@ def build_decoder(w: DecoderWeights, packing: str = "tern2", *, max_len: int, kv
 
     `all_logits` False gives the logits of the last position only ([batch, 1, vocab], as llama.cpp computes
     for a batch), True of every position. `rotary_interleaved` None takes the architecture's layout."""
-    if packing not in PACKINGS:
-        raise DecoderError(f"unknown packing {packing!r} (known: {', '.join(PACKINGS)})")
+    if packing not in (*PACKINGS, NBITS):
+        raise DecoderError(f"unknown packing {packing!r} (known: {', '.join((*PACKINGS, NBITS))})")
     if kv_type not in KV_TYPES:
         raise DecoderError(f"unknown kv_type {kv_type!r} (known: {', '.join(KV_TYPES)})")
     kv_elem, kv_np = KV_TYPES[kv_type]
@@ -246,6 +259,14 @@ def build_decoder(w: DecoderWeights, packing: str = "tern2", *, max_len: int, kv
     return model
 
 
+def linear_bytes(K: int, N: int, packing: str) -> int:
+    """Bytes of one linear layer's weights as the graph holds them (nbits2: 2-bit codes and a scale per block)."""
+    if packing == NBITS:
+        blocks = -(-K // NBITS_BLOCK_SIZE)
+        return N * blocks * (NBITS_BLOCK_SIZE // 4 + 4)
+    return packed_size(K, N, packing)
+
+
 def bytes_per_token(w: DecoderWeights, packing: str, kv_type: str) -> dict:
     """Bytes one decode step reads, by component: ternary weights (packed), the head (as it runs, see
     head_kind), one embedding row, and the KV cache per position of depth (K and V of every layer)."""
@@ -255,7 +276,7 @@ def bytes_per_token(w: DecoderWeights, packing: str, kv_type: str) -> dict:
         for group in (["attn_q", "attn_k", "attn_v"], ["attn_output"], ["ffn_gate", "ffn_up"], ["ffn_down"]):
             fused = _fuse([lin[n] for n in group])
             parts = [fused] if fused is not None else [lin[n] for n in group]
-            ternary += sum(packed_size(p.K, p.N, packing) for p in parts)
+            ternary += sum(linear_bytes(p.K, p.N, packing) for p in parts)
     row_bytes = w.hidden * (2 if w.embd_type == "F16" else 4)
     kv_elem = np.dtype(KV_TYPES[kv_type][1]).itemsize
     kv_per_position = 2 * w.layers * w.kv_heads * w.head_dim * kv_elem

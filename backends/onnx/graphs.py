@@ -117,7 +117,7 @@ def ternary_stack_model(layers: Sequence[tuple[np.ndarray, float]], packing: str
     return _model(nodes, [x], [y], inits, _ternary_metadata(packing), custom=True)
 
 
-def _nbits_weights(t: np.ndarray, bits: int, block: int) -> np.ndarray:
+def nbits_weights(t: np.ndarray, bits: int, block: int) -> np.ndarray:
     """MatMulNBits B [N, blocks, block*bits/8]: code = t + 2^(bits-1), low bits first along K."""
     K, N = t.shape
     blocks = -(-K // block)
@@ -170,7 +170,7 @@ def baseline_model(fmt: str, t: np.ndarray, scale: float, M: Dims = None, *, acc
     elif fmt in ("nbits4", "nbits2"):
         bits = int(fmt[-1])
         elem = TensorProto.FLOAT
-        b = numpy_helper.from_array(_nbits_weights(t, bits, block_size), "B")
+        b = numpy_helper.from_array(nbits_weights(t, bits, block_size), "B")
         blocks = b.dims[1]
         scales = numpy_helper.from_array(np.full(N * blocks, scale, np.float32), "scales")
         node = helper.make_node("MatMulNBits", ["X", "B", "scales"], ["Y"], domain="com.microsoft", K=K, N=N,
