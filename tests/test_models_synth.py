@@ -68,7 +68,7 @@ def test_synthesize_defaults_to_cache_dir_and_reuses_the_file(monkeypatch, tmp_p
 
 def test_unknown_format_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"unknown format 'q5' \(known: f16, q8_0, q4_0, tq1_0, tq2_0; made by "
-                                         r"a backend from one of them: tern2, tern1.67, i2_s"):
+                                         r"a backend from one of them: tern2, tern1.67, nbits2, i2_s"):
         synthesize(TINY, "q5", cache=tmp_path)
     assert not any(tmp_path.iterdir())
 
