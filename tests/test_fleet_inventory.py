@@ -132,3 +132,19 @@ def test_the_device_wheel_holds_the_package_its_entry_points_and_no_sources(tmp_
     assert not any("/csrc/" in n or "__pycache__" in n or n.startswith("tests/") for n in names)
     assert "tritbench.backends" in entry_points and "onnx" in entry_points
     assert bundle.build_tritbench_wheel("x86_64", []) == wheel  # same sources: the same (cached) wheel
+
+
+def test_the_mirror_knows_when_every_planned_case_has_a_record(tmp_path):
+    """Then the controller looks for the done marker at every short poll instead of every 30 s; a mirror resumed
+    with records already copied counts them."""
+    from tritbench.fleet.controller import Mirror
+
+    plan = tmp_path / "fleet-x-pi.planned"
+    mirror = Mirror(tmp_path, "pi", "/runs/x", plan)
+    assert not mirror.all_measured()  # no plan yet: nothing is known to be finishing
+    plan.write_text("".join(json.dumps({"run_id": "r1", "case_id": c}) + "\n" for c in ("a", "b")))
+    record = {"run_id": "r1", "case_id": "a", "status": "ok", "metrics": {}}
+    (tmp_path / "pi-run-r1.jsonl").write_text(json.dumps(record) + "\n")
+    assert not mirror.all_measured()
+    mirror.seen.add("b")  # what pull() adds for each line it copies
+    assert mirror.all_measured()

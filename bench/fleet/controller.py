@@ -38,7 +38,8 @@ from tritbench.results.journal import Journal
 from tritbench.results.records import new_run_id, read_records
 
 # While the device measures, a poll is one SFTP stat of the spool (the heartbeat and the done marker are read
-# every CHECK_EVERY polls, and right after the spool grew): with keepalive, well under 1 wake-up/s of its sshd.
+# every CHECK_EVERY polls, right after the spool grew, and every SOON_S once every planned case has a record):
+# with keepalive, well under 1 wake-up/s of its sshd.
 POLL_S = 5.0
 CHECK_EVERY = 6
 SOON_S = 1.0  # after the spool grew (a case ended; the run may be ending): look again this soon
@@ -201,6 +202,27 @@ class Mirror:
         self.out, self.host, self.run_dir, self.spool = out, host, run_dir, f"{run_dir}/{agent.SPOOL}"
         self.files: dict[str, Path] = {}
         self.plan = plan  # the agent's planned file, copied once: what to fail if the host is lost
+        self.planned: set[str] | None = None  # its case ids, once read
+        self.seen: set[str] = set()  # case ids with a record in the mirror
+
+    def all_measured(self) -> bool:
+        """Every planned case has a record here: the agent is finishing (its done marker is due any moment)."""
+        if self.planned is None:
+            if not self.plan.exists():
+                return False
+            planned = [json.loads(line) for line in self.plan.read_text(encoding="utf-8").splitlines() if line]
+            self.planned = {r["case_id"] for r in planned}
+            for rid in {r["run_id"] for r in planned}:  # lines mirrored before the plan was read (a resume)
+                path = self.local(f"run-{rid}.jsonl")
+                self._see(path.read_bytes().splitlines() if path.exists() else [])
+        return self.planned <= self.seen
+
+    def _see(self, lines: list[bytes]) -> None:
+        for line in lines:
+            try:
+                self.seen.add(json.loads(line)["case_id"])
+            except (ValueError, KeyError, TypeError):
+                pass  # not a record: the run's file is checked where it is read
 
     def local(self, name: str) -> Path:
         return self.out / f"{self.host}-{name}"
@@ -266,6 +288,7 @@ class Mirror:
                     out.flush()
                     os.fsync(out.fileno())
                 new += [(name, line) for line in whole.splitlines() if line.strip()]
+        self._see([line for _, line in new])
         return new
 
     def invalidate(self, lines: list[tuple[str, bytes]], reason: str) -> int:
@@ -341,7 +364,8 @@ async def supervise(dev: Device, hr: HostRun, mirror: Mirror, events: FleetEvent
                 events.warning(dev.host.name, "reconnected")
                 lost_since, backoff, grew = None, 1.0, True
             sftp = await dev.sftp()
-            check = grew or cycle % CHECK_EVERY == 0
+            ending = mirror.all_measured()  # then the done marker is looked for at every short poll
+            check = grew or ending or cycle % CHECK_EVERY == 0
             cycle += 1
             got = await asyncio.wait_for(mirror.pull(sftp, listing=check), 60)
             if got:
@@ -392,7 +416,7 @@ async def supervise(dev: Device, hr: HostRun, mirror: Mirror, events: FleetEvent
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
             continue
-        await asyncio.sleep(min(poll, SOON_S) if grew or was_growing else poll)
+        await asyncio.sleep(min(poll, SOON_S) if grew or was_growing or ending else poll)
 
 
 # ---- the whole run -----------------------------------------------------------------------------------------------
