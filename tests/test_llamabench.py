@@ -166,7 +166,7 @@ def test_bench_run_puts_the_peer_beside_llama_cpp_with_its_own_process_memory(bu
         assert [run["command"][0] for run in st["runs"]] == [str(build / "llama-bench")] * len(st["runs"])
         peaks = [run["process"]["peak_rss_bytes"] for run in st["runs"]]
         assert m["peak_rss_bytes"] == max(peaks) and m["rss_after_load_bytes"] is None
-        assert m["memory"]["source"].startswith("wait4 rusage of the peer process")
+        assert m["memory"]["source"].startswith("VmHWM of the peer process")
         assert "cpu_ms" not in m  # llama-bench's CPU time per repetition is not known
         if r["workload"]["name"] == "tg8":
             assert m["token_latency_ms"]["basis"] == "mean per repetition"
@@ -346,3 +346,14 @@ def test_a_peer_tool_that_hangs_is_stopped_at_its_timeout(tmp_path):
     hang = stub(tmp_path, "llama-bench", "exec sleep 30")
     with pytest.raises(RuntimeError, match="llama-bench did not finish in 0.5 s"):
         peer.run_measured([str(hang), "-m", "x"], timeout=0.5)
+
+
+def test_a_peers_peak_is_its_own_not_the_spawning_processs():
+    """wait4's ru_maxrss starts at the spawning process's high-water mark (this pytest process, holding 300 MiB
+    here); the peer's peak is read from its own VmHWM while it runs."""
+    held = bytearray(300 << 20)
+    held[::4096] = b"x" * len(held[::4096])
+    _, usage = peer.run_measured(["sleep", "0.3"])
+    assert usage["source"].startswith("VmHWM of the peer process")
+    assert 0 < usage["peak_rss_bytes"] < 50 << 20
+    del held

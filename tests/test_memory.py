@@ -57,3 +57,27 @@ def test_lifetime_peak_is_the_childs_own_not_the_bandwidth_probes(tb_home, tiny_
     assert probe["gbps"] > 0 and "in the harness" not in probe["method"]
     assert rec["metrics"]["peak_rss_bytes"] < probe["buffer_bytes"]
     assert rec["metrics"]["peak_rss_bytes"] < rec["metrics"]["memory"]["load"]["rss_bytes"] + (100 << 20)
+
+
+def test_a_large_harness_does_not_inflate_a_childs_peak(tb_home, tiny_models, tmp_path):
+    """The harness at 400 MiB (as after synthesizing a large model in process) spawns the child: getrusage's
+    peak would start at 400 MiB (Linux keeps it across execve); the record's peak is the child's own VmHWM."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    out = tmp_path / "out"
+    script = ("import runpy, sys\nheld = bytearray(400 << 20)\nheld[::4096] = b'x' * len(held[::4096])\n"
+              "sys.argv = ['bench', *sys.argv[1:]]\nrunpy.run_module('tritbench.cli', run_name='__main__')\n")
+    args = ["run", "-b", "memhog", "-m", "tiny", "-f", "f16", "-p", "4", "-n", "0", "-r", "1", "--warmups", "0",
+            "--opt", "load_mb=0", "--opt", "prefill_mb=0", "--energy", "none", "--out", str(out)]
+    env = {**os.environ, "TRITBENCH_HOME": str(tb_home), "PYTHONPATH": str(REPO), "TRITBENCH_PLUGINS": PLUGINS}
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = read_jsonl(out)
+    m = rec["metrics"]
+    assert m["peak_rss_bytes"] < 300 << 20, m["peak_rss_bytes"]
+    assert m["peak_rss_bytes"] >= m["memory"]["load"]["rss_bytes"]

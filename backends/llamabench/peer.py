@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,9 +159,24 @@ def run_tool(cmd: list[str], timeout: float | None = None) -> str:
     return run_measured(cmd, timeout)[0]
 
 
+PEAK_POLL_S = 0.05  # the longest pause between readings: they start at 1 ms and double, for short-lived runs
+
+
+def status_peak_bytes(status: Path) -> int | None:
+    """VmHWM (bytes) of a /proc/<pid>/status file, None once the process is gone or without /proc."""
+    try:
+        for line in status.read_text(errors="replace").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def run_measured(cmd: list[str], timeout: float | None = None) -> tuple[str, dict]:
-    """`run_tool`, plus what the kernel says the process used (wait4): its peak RSS and CPU seconds, over its
-    whole life (model load and warmup included): the peer's memory is its own process's, not this one's."""
+    """`run_tool`, plus what the process used over its whole life (model load and warmup included): its peak RSS
+    (VmHWM, read while it runs: wait4's ru_maxrss starts at the spawning process's own high-water mark) and its
+    CPU seconds (wait4)."""
     import tempfile
     import threading
 
@@ -175,8 +191,16 @@ def run_measured(cmd: list[str], timeout: float | None = None) -> tuple[str, dic
         timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
+        status_file, peak, pause = Path(f"/proc/{proc.pid}/status"), None, 0.001
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                # VmHWM only grows: the last reading before exit is the peak (it holds the mapped model from load on)
+                peak = max(filter(None, (status_peak_bytes(status_file), peak)), default=None)
+                time.sleep(pause)
+                pause = min(2 * pause, PEAK_POLL_S)
         finally:
             if timer:
                 timer.cancel()
@@ -188,6 +212,9 @@ def run_measured(cmd: list[str], timeout: float | None = None) -> tuple[str, dic
         raise RuntimeError(f"{Path(cmd[0]).name} did not finish in {timeout:g} s")
     if proc.returncode != 0:
         raise RuntimeError(f"{Path(cmd[0]).name} {describe_exit(proc.returncode)}: {telling_line(stderr)}")
-    # ru_maxrss is in KiB on Linux
-    return stdout, {"peak_rss_bytes": usage.ru_maxrss * 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
-                    "source": "wait4 rusage of the peer process"}
+    if peak is None:  # ended before a reading (or no /proc): an upper bound, from the parent's mark up
+        return stdout, {"peak_rss_bytes": usage.ru_maxrss * 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
+                        "source": "wait4 ru_maxrss of the peer process (an upper bound: it starts at the "
+                                  "spawning process's own peak)"}
+    return stdout, {"peak_rss_bytes": peak, "cpu_s": usage.ru_utime + usage.ru_stime,
+                    "source": f"VmHWM of the peer process, read while it ran (at least every {PEAK_POLL_S:g} s)"}

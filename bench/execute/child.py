@@ -19,7 +19,7 @@ import numpy as np
 from tritbench import plugin
 from tritbench.execute.job import ERROR_TAG, PARENT_ENV, ChildResult, GenerationJob, Job, KernelJob, WorkloadResult
 from tritbench.measure.energy import select_meter
-from tritbench.measure.memory import PhaseMemory, merge_peaks, ru_maxrss_bytes
+from tritbench.measure.memory import PhaseMemory, merge_peaks, process_peak_bytes
 from tritbench.models import DERIVED_FORMATS
 from tritbench.plan.workloads import Workload
 
@@ -98,7 +98,7 @@ def measure_generation(backend, job: GenerationJob, result: ChildResult, out: Pa
                      "mmap": session.weights_mapped}
     result.rss_after_load_bytes = current_rss_bytes()
     result.settings = session.effective_settings()
-    result.peak_rss_bytes = ru_maxrss_bytes()
+    result.peak_rss_bytes = mem.peak()
     meter = select_meter(job.energy)
     result.write(out)
     rng = np.random.default_rng(job.seed)
@@ -116,7 +116,7 @@ def measure_generation(backend, job: GenerationJob, result: ChildResult, out: Pa
             entry.error = session.check_counters(w.n_prompt, w.n_gen, rep["counters"])
             if entry.error:
                 break
-        result.peak_rss_bytes = ru_maxrss_bytes()
+        result.peak_rss_bytes = mem.peak()
         result.write(out)
     session.close()
     meter.close()  # a streaming sampler (powermetrics) stops now rather than at exit
@@ -164,12 +164,12 @@ def measure_kernels(backend, job: KernelJob, result: ChildResult, out: Path) -> 
     meter = select_meter(job.energy)
     result.rss_after_load_bytes = current_rss_bytes()
     result.settings = {"n_threads": job.n_threads}
-    result.peak_rss_bytes = ru_maxrss_bytes()
+    result.peak_rss_bytes = process_peak_bytes()
     result.write(out)
     for w in job.workloads:
         entry = result.workloads[w.name] = WorkloadResult()
         measure_layer(backend, job, w, entry, meter)
-        result.peak_rss_bytes = ru_maxrss_bytes()
+        result.peak_rss_bytes = process_peak_bytes()
         result.write(out)
     meter.close()
 
