@@ -20,7 +20,6 @@ from tritbench import plugin
 from tritbench.execute.job import ERROR_TAG, PARENT_ENV, ChildResult, GenerationJob, Job, KernelJob, WorkloadResult
 from tritbench.measure.energy import select_meter
 from tritbench.measure.memory import PhaseMemory, merge_peaks, process_peak_bytes
-from tritbench.models import DERIVED_FORMATS
 from tritbench.plan.workloads import Workload
 
 
@@ -91,7 +90,7 @@ def measure_generation(backend, job: GenerationJob, result: ChildResult, out: Pa
     mem.start_phase()
     t0 = time.perf_counter()
     # a derived format is made by the backend from the file it is given: only then does it get the format
-    derived = {"fmt": job.format} if job.format in DERIVED_FORMATS else {}
+    derived = {"fmt": job.made_format} if job.made_format else {}
     session = backend.open(job.model_path, job.n_threads, job.options, job.n_ctx, **derived)
     result.load_s = time.perf_counter() - t0
     result.memory = {"load": mem.snapshot(), "per_phase_peaks": mem.per_phase_peaks,

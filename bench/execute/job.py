@@ -56,7 +56,9 @@ class GenerationJob(Job):
     KIND: ClassVar[str] = "generation"
     model_path: str = ""
     n_ctx: int = 0
-    format: str = ""  # the planned format: a derived one (models.DERIVED_FORMATS) is made from the file by the backend
+    # a derived format (models.DERIVED_FORMATS) the backend makes from the file itself, else ""; decided by the
+    # parent, so that the measuring child never imports the models package (gguf)
+    made_format: str = ""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from tritbench.execute.job import ERROR_TAG, PARENT_ENV, ChildResult, Generation
 from tritbench.execute.limits import memory_cgroup, remove_cgroup, wrap
 from tritbench.measure.bandwidth import last_level_cache_bytes
 from tritbench.measure.memory import merge_peaks
+from tritbench.models import DERIVED_FORMATS
 from tritbench.plan.cases import KernelVariant, Variant, case_id, reps_per_round, variant_id
 from tritbench.plan.suite import RunConfig
 from tritbench.plan.workloads import Workload
@@ -174,7 +175,8 @@ def make_job(v: Variant, workloads: list[Workload], cfg: RunConfig, reps: int, s
                          format=v.model.format, min_rep_s=KERNEL_MIN_REP_S,
                          min_total_bytes=cold_bytes() if v.cache == "cold" else 0)
     return GenerationJob(v.backend, v.n_threads, v.options, workloads, cfg.warmups, reps, seed, cfg.energy,
-                         model_path=str(v.model.path), n_ctx=v.n_ctx, format=v.model.format)
+                         model_path=str(v.model.path), n_ctx=v.n_ctx,
+                         made_format=v.model.format if v.model.format in DERIVED_FORMATS else "")
 
 
 def decode_bytes(counted: dict, w: Workload) -> dict:
