@@ -427,6 +427,46 @@ def test_bench_run_runs_the_decoder(tb_home, tmp_path):
         assert f"check: onnx/tiny/{fmt}: passed (logits within" in proc.stderr
 
 
+def test_op_profile_shares_of_a_decode_step():
+    from tritbench.backends.onnx.profile import step_shares
+
+    def run(ts, dur):
+        return {"cat": "Session", "name": "model_run", "ts": ts, "dur": dur}
+
+    def node(ts, dur, op):
+        return {"cat": "Node", "name": f"n{ts}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    # a first run (the prompt) that must not count, then two steps of 100 us each
+    events = [run(0, 1000), node(10, 900, "TernaryMatMul"),
+              run(2000, 100), node(2005, 60, "TernaryMatMul"), node(2070, 20, "GroupQueryAttention"),
+              run(3000, 100), node(3005, 70, "TernaryMatMul"), node(3080, 10, "F16MatMul"),
+              node(3081, 5, "Cast")]
+    shares = step_shares(events, 2)
+    assert shares["by_op_type"] == pytest.approx({"TernaryMatMul": 0.65, "GroupQueryAttention": 0.1,
+                                                  "F16MatMul": 0.05, "Cast": 0.025})
+    assert shares["matmul_share"] == pytest.approx(0.7) and shares["non_matmul_share"] == pytest.approx(0.3)
+    assert shares["framework_share"] == pytest.approx(0.175) and shares["step_us_median"] == 100
+    assert shares["matmul_ops"] == ["TernaryMatMul", "F16MatMul"]
+    with pytest.raises(ValueError, match="holds 3 runs"):
+        step_shares(events, 4)
+
+
+def test_bench_run_profiles_decode_steps_before_timing(tb_home, tmp_path):
+    out, tmp = tmp_path / "res", tmp_path / "tmp"
+    tmp.mkdir()
+    proc = run_bench(["run", "-b", "onnx", "-m", "tiny", "-f", "tern2", "-w", "tg", "-n", "4", "-t", "1", "-r", "1",
+                      "--warmups", "0", "--energy", "none", "--opt", "op_profile=6", "--out", str(out)], tb_home,
+                     TMPDIR=str(tmp))
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = read_jsonl(out)
+    shares = rec["settings"]["op_profile"]
+    assert shares["steps"] == 6 and "TernaryMatMul" in shares["matmul_ops"] and "F16MatMul" in shares["matmul_ops"]
+    assert sum(shares["by_op_type"].values()) + shares["framework_share"] == pytest.approx(1.0)
+    assert {"GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= set(shares["by_op_type"])
+    assert "profile: onnx/tiny/tern2: a decode step is" in proc.stderr
+    assert not list(tmp.glob("tritbench-op-profile*")), "profiling must end (and its file go) before timing"
+
+
 def test_bench_run_refuses_what_the_decoder_cannot_run(tb_home, tiny_models, tmp_path):
     proc = run_bench(["run", "-b", "onnx", "-m", "tiny", "-f", "fp32", "-w", "pp", "-p", "8", "--out",
                       str(tmp_path / "a")], tb_home)

@@ -126,6 +126,9 @@ class OnnxBackend:
         "kv_type": Option(KvType, "f16", "decoder KV cache element type: f16 or f32"),
         "n_ctx": Option(int, None, "decoder KV cache positions (default: depth + n_prompt + n_gen of the largest "
                         "workload)", minimum=1),
+        "op_profile": Option(int, None, "decoder: profile this many decode steps with onnxruntime's profiler "
+                             "before timing (untimed); records settings.op_profile, the time share of each op type",
+                             minimum=1),
     }
 
     def info(self) -> dict:

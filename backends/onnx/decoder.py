@@ -288,18 +288,23 @@ def bytes_per_token(w: DecoderWeights, packing: str, kv_type: str) -> dict:
             "head_compute": HEAD_COMPUTE[kind]}
 
 
-def session_for(model: onnx.ModelProto, n_threads: int, *, spinning: bool = True, folder: str | None = None):
+def session_for(model: onnx.ModelProto, n_threads: int, *, spinning: bool = True, folder: str | None = None,
+                profile_prefix: str | None = None):
     """An onnxruntime InferenceSession of the decoder (the ternary op registered).
 
     With `folder`, the graph is written there with its initializers in one external data file, which
     onnxruntime memory-maps: the weights are file-backed pages read on demand (as llama.cpp maps a GGUF), held
     once rather than twice (graph and session), and a model may exceed protobuf's 2 GiB. The files can be
-    deleted once the session exists. Without it, the graph goes in memory (DecoderError above 2 GiB)."""
+    deleted once the session exists. Without it, the graph goes in memory (DecoderError above 2 GiB).
+    With `profile_prefix`, onnxruntime's profiler times every run until `session.end_profiling()`."""
     import onnxruntime as ort
 
     from tritbench.backends.onnx.graphs import session_options
 
     opts = session_options(n_threads, spinning=spinning)
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     if folder is not None:
         path = os.path.join(folder, "decoder.onnx")
         onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,

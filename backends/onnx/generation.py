@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
+import os
 import tempfile
 
 import numpy as np
 
-from tritbench.backends.onnx import decoder, reference, weights
+from tritbench.backends.onnx import decoder, profile, reference, weights
 
 KV_TYPES = tuple(decoder.KV_TYPES)
 CHECK_PROMPT = 6
@@ -91,19 +93,24 @@ class OnnxDecoderSession:
             raise ValueError(f"n_ctx={want_ctx} is smaller than the {n_ctx} tokens the workloads need "
                              "(depth + prompt + generation)")
         ctx = int(want_ctx or n_ctx)
+        profile_steps = options.get("op_profile")
+        ctx = max(ctx, CHECK_PROMPT + CHECK_STEPS, 1 + (profile_steps or 0))
         w = weights.from_gguf(model_path)
         packing = packing or packing_for(w.linear_type)  # the planned format; else what the file's type reads best
-        model = decoder.build_decoder(w, packing, max_len=max(ctx, CHECK_PROMPT + CHECK_STEPS), kv_type=kv_type)
+        model = decoder.build_decoder(w, packing, max_len=ctx, kv_type=kv_type)
         # onnxruntime maps the weights from the written file; the mapping outlives the deleted file
         with tempfile.TemporaryDirectory(prefix="tritbench-decoder-") as folder:
-            self.session = decoder.session_for(model, n_threads, folder=folder)
+            self.session = decoder.session_for(
+                model, n_threads, folder=folder,
+                profile_prefix=os.path.join(tempfile.gettempdir(), "tritbench-op-profile") if profile_steps else None)
         del model
-        self.runner = decoder.DecoderRunner(self.session, w, max(ctx, CHECK_PROMPT + CHECK_STEPS), kv_type)
+        self.runner = decoder.DecoderRunner(self.session, w, ctx, kv_type)
         self.check = self_check(w, self.runner, kv_type, packing)
         if not self.check["passed"]:
             err = max(self.check["rel_errors"])
             raise weights.DecoderError(f"the decoder does not compute the model: relative error {err:.3g} "
                                        "against the float64 reference")
+        shares = self._profile(w, profile_steps) if profile_steps else None
         self.n_vocab, self.bos_token = w.vocab, w.bos_token
         self._settings = {
             "n_threads": n_threads,
@@ -119,9 +126,28 @@ class OnnxDecoderSession:
             "bytes_per_token": decoder.bytes_per_token(w, packing, kv_type),
             "parity_check": self.check,
         }
+        if shares is not None:
+            self._settings["op_profile"] = shares
         self._counts = {"n_prompt": 0, "n_gen": 0}
         del w
         release_freed_memory()
+
+    def _profile(self, w: weights.DecoderWeights, steps: int) -> dict:
+        """Time shares of `steps` decode steps from depth 1 (after one prompt token), then profiling off: the
+        timed runs that follow are not profiled."""
+        rng = np.random.default_rng(CHECK_SEED)
+        self.runner.reset()
+        self.runner.run([w.bos_token if w.bos_token is not None else 0], read=False)
+        for t in rng.integers(0, w.vocab, steps).tolist():
+            self.runner.run([t], read=False)
+        path = self.session.end_profiling()
+        self.runner.reset()
+        try:
+            with open(path) as f:
+                events = json.load(f)
+        finally:
+            os.unlink(path)
+        return profile.step_shares(events, steps)
 
     def effective_settings(self) -> dict:
         return self._settings

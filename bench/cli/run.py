@@ -207,4 +207,16 @@ def model_checks(records) -> list[str]:
             said = (f"{tokens['agreeing_prompts']} of {tokens['prompts']} seeded prompts agree"
                     if "prompts" in tokens else tokens.get("reason", ""))
             lines[label] = f"check: {label}: greedy tokens vs llama.cpp F16: {tokens['status']} ({said})"
+        if r.settings.get("op_profile"):
+            lines[label + "/profile"] = f"profile: {label}: {op_profile_line(r.settings['op_profile'])}"
     return list(lines.values())
+
+
+def op_profile_line(shares: dict) -> str:
+    """A decoder's profiled decode step in one line: the matmul share by op type, the rest's three largest."""
+    ops = shares["by_op_type"]
+    matmul = ", ".join(f"{op} {ops[op]:.1%}" for op in shares["matmul_ops"])
+    rest = [f"{op} {s:.1%}" for op, s in ops.items() if op not in shares["matmul_ops"]][:3]
+    rest.append(f"between nodes {shares['framework_share']:.1%}")
+    return (f"a decode step is {shares['matmul_share']:.1%} matmul ({matmul}), {shares['non_matmul_share']:.1%} "
+            f"other ({', '.join(rest)}), {shares['steps']} profiled steps")
