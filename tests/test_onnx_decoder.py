@@ -153,6 +153,38 @@ def test_graph_has_genai_names_and_fused_ternary_layers(preset_weights):
     assert {a.name: a.i for a in tq.attribute if a.name == "N"}["N"] == w.hidden + 2 * w.kv_heads * w.head_dim
 
 
+def test_weights_stream_to_the_data_file_and_compute_the_same(preset_weights, tmp_path):
+    """A graph built with a folder holds no weights in memory: every initializer above a page is written to the
+    data file as it is packed (page-aligned, so onnxruntime can map it), and the session computes the same."""
+    w = preset_weights["tiny"]
+    in_memory = decoder.build_decoder(w, "tern2", max_len=32, all_logits=True)
+    streamed = decoder.build_decoder(w, "tern2", max_len=32, all_logits=True, folder=str(tmp_path))
+    external = [t for t in streamed.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    packed = [t for t in external if t.name.endswith(".packed")]
+    assert len(packed) == 4 * w.layers and streamed.ByteSize() < 64 * 1024 < in_memory.ByteSize()
+    for t in external:
+        info = {e.key: e.value for e in t.external_data}
+        assert info["location"] == decoder.DATA_FILE and int(info["offset"]) % decoder.DATA_ALIGN == 0
+    data = (tmp_path / decoder.DATA_FILE).stat().st_size
+    assert data >= sum(int({e.key: e.value for e in t.external_data}["length"]) for t in external)
+    prompt, _ = trace(w.vocab, 5, 0)
+    want = decoder.DecoderRunner(decoder.session_for(in_memory, 1), w, 32, "f16", all_logits=True).run(prompt)
+    got = decoder.DecoderRunner(decoder.session_for(streamed, 1, folder=str(tmp_path)), w, 32, "f16",
+                                all_logits=True).run(prompt)
+    assert np.array_equal(got, want)
+
+
+def test_linear_layers_are_held_in_two_bits(preset_weights):
+    rng = np.random.default_rng(5)
+    for K, N in ((64, 96), (30, 7), (1, 1)):
+        t = rng.integers(-1, 2, (K, N)).astype(np.int8)
+        lin = weights.Ternary(t, 0.25)
+        assert lin.shape == (K, N) and np.array_equal(lin.t, t) and np.array_equal(lin.values(np.float32), t)
+        assert lin._codes.nbytes == K * -(-N // 4)  # a quarter of int8's bytes
+    parts = [weights.Ternary(rng.integers(-1, 2, (16, n)).astype(np.int8), 1.0) for n in (8, 5, 3)]
+    assert np.array_equal(weights.Ternary.concat(parts, 1.0).t, np.concatenate([p.t for p in parts], axis=1))
+
+
 @pytest.mark.parametrize("kv_type", ["f16", "f32"])
 def test_kv_cache_is_allocated_once_and_shared_by_past_and_present(preset_weights, kv_type):
     w = preset_weights["tiny"]

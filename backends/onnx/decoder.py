@@ -30,6 +30,8 @@ OPSET = 21
 IR_VERSION = 10
 KV_TYPES = {"f16": (TensorProto.FLOAT16, np.float16), "f32": (TensorProto.FLOAT, np.float32)}
 MAX_PROTO_BYTES = 2**31 - 1  # protobuf's limit for an in-memory model
+MODEL_FILE, DATA_FILE = "decoder.onnx", "decoder.data"
+DATA_ALIGN = 4096  # each external tensor starts on a page, so onnxruntime can map it
 F16_OP = "F16MatMul"
 Q8_BLOCK = 32
 HEAD_COMPUTE = {
@@ -82,12 +84,25 @@ def rope_cache(max_len: int, head_dim: int, base: float) -> tuple[np.ndarray, np
 class _Graph:
     """Nodes and initializers being collected, with unique names."""
 
-    def __init__(self):
+    def __init__(self, data=None):
         self.nodes: list = []
         self.inits: list = []
+        self.data = data  # an open file: initializers are written there as they are made, not held in the proto
 
     def init(self, name: str, array: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
+        array = np.ascontiguousarray(array)
+        if self.data is None or array.nbytes < DATA_ALIGN:
+            self.inits.append(numpy_helper.from_array(array, name))
+            return name
+        offset = -(-self.data.tell() // DATA_ALIGN) * DATA_ALIGN
+        self.data.seek(offset)
+        self.data.write(memoryview(array).cast("B"))
+        tensor = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape,
+                             data_location=TensorProto.EXTERNAL)
+        for key, value in (("location", os.path.basename(self.data.name)), ("offset", offset),
+                           ("length", array.nbytes)):
+            tensor.external_data.add(key=key, value=str(value))
+        self.inits.append(tensor)
         return name
 
     def node(self, op: str, inputs: list[str], outputs: list[str], name: str, domain: str = "", **attrs) -> list[str]:
@@ -99,7 +114,7 @@ def _fuse(parts: list[Ternary]) -> Ternary | None:
     """One Ternary of concatenated columns when every part has the same scale, else None."""
     if len({p.scale for p in parts}) != 1:
         return None
-    return Ternary(np.ascontiguousarray(np.concatenate([p.t for p in parts], axis=1)), parts[0].scale)
+    return Ternary.concat(parts, parts[0].scale)
 
 
 # onnxruntime's own 2-bit kernel in the same graph, a row with no code of ours in its matmuls: codes t + 2
@@ -131,11 +146,22 @@ def _fused_bitlinear(g: _Graph, parts: list[Ternary], packing: str, x: str, pref
 
 
 def build_decoder(w: DecoderWeights, packing: str = "tern2", *, max_len: int, kv_type: str = "f16",
-                  all_logits: bool = False, rotary_interleaved: bool | None = None) -> onnx.ModelProto:
+                  all_logits: bool = False, rotary_interleaved: bool | None = None,
+                  folder: str | None = None) -> onnx.ModelProto:
     """The decoder graph of `w` with linear layers in `packing`, RoPE caches for `max_len` positions.
 
     `all_logits` False gives the logits of the last position only ([batch, 1, vocab], as llama.cpp computes
-    for a batch), True of every position. `rotary_interleaved` None takes the architecture's layout."""
+    for a batch), True of every position. `rotary_interleaved` None takes the architecture's layout. With
+    `folder`, every initializer is written to DATA_FILE there as it is packed and the graph refers to it (a
+    model's packed weights are never all in memory at once); session_for(..., folder=) loads it from there."""
+    if folder is None:
+        return _build(w, packing, max_len, kv_type, all_logits, rotary_interleaved, None)
+    with open(os.path.join(folder, DATA_FILE), "wb") as data:
+        return _build(w, packing, max_len, kv_type, all_logits, rotary_interleaved, data)
+
+
+def _build(w: DecoderWeights, packing: str, max_len: int, kv_type: str, all_logits: bool,
+           rotary_interleaved: bool | None, data) -> onnx.ModelProto:
     if packing not in (*PACKINGS, NBITS):
         raise DecoderError(f"unknown packing {packing!r} (known: {', '.join((*PACKINGS, NBITS))})")
     if kv_type not in KV_TYPES:
@@ -144,7 +170,7 @@ def build_decoder(w: DecoderWeights, packing: str = "tern2", *, max_len: int, kv
     if rotary_interleaved is None:
         rotary_interleaved = default_rotary_interleaved(w.arch)
     hd, kvh = w.head_dim, w.kv_heads
-    g = _Graph()
+    g = _Graph(data)
     f16 = kv_type == "f16"
 
     embd = g.init("model.embed_tokens.weight", w.embd.astype(np.float16) if w.embd_type == "F16" else w.embd)
@@ -198,9 +224,9 @@ def build_decoder(w: DecoderWeights, packing: str = "tern2", *, max_len: int, kv
             "SkipSimplifiedLayerNormalization", [o, residual, post_w],
             [f"{p}/post_attention_layernorm/out", "", "", f"{p}/post_attention_layernorm/residual"],
             f"{p}/post_attention_layernorm/SkipLayerNorm", "com.microsoft", epsilon=w.eps)
-        gate_up = [lin["ffn_gate"], lin["ffn_up"]]
-        if _fuse(gate_up) is not None:
-            gu = _bitlinear(g, _fuse(gate_up), packing, x2, f"{p}/mlp/gate_up_proj")
+        gate_up = _fuse([lin["ffn_gate"], lin["ffn_up"]])
+        if gate_up is not None:
+            gu = _bitlinear(g, gate_up, packing, x2, f"{p}/mlp/gate_up_proj")
             gate, up = g.node("Split", [gu], [f"{p}/mlp/gate", f"{p}/mlp/up"], f"{p}/mlp/Split", axis=-1,
                               num_outputs=2)
         else:
@@ -306,9 +332,12 @@ def session_for(model: onnx.ModelProto, n_threads: int, *, spinning: bool = True
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
     if folder is not None:
-        path = os.path.join(folder, "decoder.onnx")
-        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location="decoder.data", size_threshold=1024)
+        path = os.path.join(folder, MODEL_FILE)
+        if any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer):
+            onnx.save_model(model, path)  # built with this folder: its weights are in DATA_FILE already
+        else:
+            onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=DATA_FILE, size_threshold=1024)
         return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
     size = model.ByteSize()
     if size > MAX_PROTO_BYTES:

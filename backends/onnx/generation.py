@@ -97,9 +97,9 @@ class OnnxDecoderSession:
         ctx = max(ctx, CHECK_PROMPT + CHECK_STEPS, 1 + (profile_steps or 0))
         w = weights.from_gguf(model_path)
         packing = packing or packing_for(w.linear_type)  # the planned format; else what the file's type reads best
-        model = decoder.build_decoder(w, packing, max_len=ctx, kv_type=kv_type)
         # onnxruntime maps the weights from the written file; the mapping outlives the deleted file
         with tempfile.TemporaryDirectory(prefix="tritbench-decoder-") as folder:
+            model = decoder.build_decoder(w, packing, max_len=ctx, kv_type=kv_type, folder=folder)
             self.session = decoder.session_for(
                 model, n_threads, folder=folder,
                 profile_prefix=os.path.join(tempfile.gettempdir(), "tritbench-op-profile") if profile_steps else None)

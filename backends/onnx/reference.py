@@ -15,6 +15,7 @@ from tritbench.backends.onnx.decoder import default_rotary_interleaved, rope_cac
 from tritbench.backends.onnx.weights import DecoderWeights, Ternary
 
 EXACT_F32 = 2**24
+HEAD_ROWS = 4096
 
 
 def op_matmul(x: np.ndarray, lin: Ternary) -> np.ndarray:
@@ -26,9 +27,9 @@ def op_matmul(x: np.ndarray, lin: Ternary) -> np.ndarray:
     q = np.clip(np.rint(xf * inv[:, None]), -127, 127)
     q[absmax == 0] = 0
     if 127 * lin.K < EXACT_F32:  # every partial sum is an integer below 2^24: float32 BLAS sums exactly
-        acc = (q.astype(np.float32) @ lin.t.astype(np.float32)).astype(np.int64)
+        acc = (q.astype(np.float32) @ lin.values(np.float32)).astype(np.int64)
     else:
-        acc = q.astype(np.int64) @ lin.t.astype(np.int64)
+        acc = q.astype(np.int64) @ lin.values(np.int64)
     rescale = ((absmax / np.float32(127)).astype(np.float32) * np.float32(lin.scale)).astype(np.float32)
     return (acc.astype(np.float32) * rescale[:, None]).astype(np.float64)
 
@@ -121,7 +122,11 @@ class ReferenceDecoder:
                 m = rms_norm(m, b.ffn_sub_norm, w.eps)
             x = x + self._op(m, b.linear["ffn_down"], positions)
         self.pos += n
-        return rms_norm(x, w.output_norm, w.eps) @ w.head.T.astype(np.float64)
+        x = rms_norm(x, w.output_norm, w.eps)
+        logits = np.empty((n, w.vocab))
+        for i in range(0, w.vocab, HEAD_ROWS):  # a float64 copy of a slice of the head at a time, not of all of it
+            logits[:, i:i + HEAD_ROWS] = x @ w.head[i:i + HEAD_ROWS].T.astype(np.float64)
+        return logits
 
 
 def rel_error(got: np.ndarray, want: np.ndarray) -> float:
