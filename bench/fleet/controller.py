@@ -39,7 +39,7 @@ from tritbench.results.records import new_run_id, read_records
 
 # While the device measures, a poll is one SFTP stat of the spool (the heartbeat and the done marker are read
 # every CHECK_EVERY polls, right after the spool grew, and every SOON_S once every planned case has a record):
-# with keepalive, well under 1 wake-up/s of its sshd.
+# each request wakes the device's sshd and its sftp child about three times, so requests are what to save.
 POLL_S = 5.0
 CHECK_EVERY = 6
 SOON_S = 1.0  # after the spool grew (a case ended; the run may be ending): look again this soon
@@ -212,9 +212,10 @@ class Mirror:
                 return False
             planned = [json.loads(line) for line in self.plan.read_text(encoding="utf-8").splitlines() if line]
             self.planned = {r["case_id"] for r in planned}
-            for rid in {r["run_id"] for r in planned}:  # lines mirrored before the plan was read (a resume)
-                path = self.local(f"run-{rid}.jsonl")
-                self._see(path.read_bytes().splitlines() if path.exists() else [])
+            for rid in {r["run_id"] for r in planned}:
+                name = f"run-{rid}.jsonl"  # the spool file the agent appends to: no listing needed to find it
+                path = self.files.setdefault(name, self.local(name))
+                self._see(path.read_bytes().splitlines() if path.exists() else [])  # mirrored before (a resume)
         return self.planned <= self.seen
 
     def _see(self, lines: list[bytes]) -> None:
@@ -275,7 +276,10 @@ class Mirror:
                     self.files.setdefault(name, self.local(name))
         for name, local in sorted(self.files.items()):
             offset = local.stat().st_size if local.exists() else 0
-            size = (await sftp.stat(f"{self.spool}/{name}")).size or 0
+            try:
+                size = (await sftp.stat(f"{self.spool}/{name}")).size or 0
+            except asyncssh.SFTPNoSuchFile:  # named by the plan, not written yet
+                continue
             if size <= offset:
                 continue
             async with sftp.open(f"{self.spool}/{name}", "rb") as fh:
@@ -367,7 +371,9 @@ async def supervise(dev: Device, hr: HostRun, mirror: Mirror, events: FleetEvent
             ending = mirror.all_measured()  # then the done marker is looked for at every short poll
             check = grew or ending or cycle % CHECK_EVERY == 0
             cycle += 1
-            got = await asyncio.wait_for(mirror.pull(sftp, listing=check), 60)
+            # the spool directory is listed only until its file is known (from the plan or a listing; a resumed
+            # agent appends to the same file)
+            got = await asyncio.wait_for(mirror.pull(sftp, listing=check and not mirror.files), 60)
             if got:
                 events.host(dev.host.name, f"{len(got)} record(s)")
                 _invalidate(mirror, got, disturbed, dev.host.name, events)
