@@ -48,4 +48,3 @@ def step_shares(events: list[dict], steps: int) -> dict:
         "matmul_ops": [op for op in MATMUL_OPS if op in by_op],
         "basis": "onnxruntime profiler (node kernel_time within model_run), untimed steps before the benchmark",
     }
-
