@@ -37,12 +37,15 @@ from tritbench.plan.suite import RunConfig
 from tritbench.results.journal import Journal
 from tritbench.results.records import new_run_id, read_records
 
-# While the device measures, a poll is one SFTP stat of the spool (the heartbeat and the done marker are read
-# every CHECK_EVERY polls, right after the spool grew, and every SOON_S once every planned case has a record):
-# each request wakes the device's sshd and its sftp child about three times, so requests are what to save.
-POLL_S = 5.0
-CHECK_EVERY = 6
-SOON_S = 1.0  # after the spool grew (a case ended; the run may be ending): look again this soon
+# While the device measures, a poll is one SFTP stat of the spool; the heartbeat and the done marker are read
+# every CHECK_EVERY polls. Each request wakes the device's sshd and its sftp child three to four times (measured
+# by tests/fleet_targets: poll 5 s with a check after every record was 1.1-1.3 wake-ups/s), so requests are what
+# to save. Only while the run starts (no plan copied yet) or ends (every planned case has a record) does the
+# controller look every SOON_S, so neither end of a run waits for a poll.
+POLL_S = 10.0
+CHECK_EVERY = 3
+SOON_S = 1.0
+STARTING_S = 30.0  # an agent plans within seconds unless its models are made on the device
 STALE_S = 4 * agent.HEARTBEAT_S  # an agent whose heartbeat has not changed for this long is dead
 LOST_AFTER_S = 600.0
 MAX_RELAUNCHES = 2
@@ -360,36 +363,43 @@ async def supervise(dev: Device, hr: HostRun, mirror: Mirror, events: FleetEvent
     stale = _env_float("TRITBENCH_FLEET_STALE_S", STALE_S)
     lost_after = _env_float("TRITBENCH_FLEET_LOST_AFTER_S", LOST_AFTER_S)
     last_hb, hb_seen, lost_since, backoff = None, time.monotonic(), None, 1.0
-    cycle, grew = 0, True
+    cycle, began = 0, time.monotonic()
     while True:
         try:
             if dev.conn is None:
                 await dev.connect()
                 events.warning(dev.host.name, "reconnected")
-                lost_since, backoff, grew = None, 1.0, True
+                lost_since, backoff, cycle = None, 1.0, 0
             sftp = await dev.sftp()
-            ending = mirror.all_measured()  # then the done marker is looked for at every short poll
-            check = grew or ending or cycle % CHECK_EVERY == 0
+            # Until the plan is copied every poll is a check (the spool file is found through the plan or a
+            # listing), at SOON_S for the agent's first STARTING_S; once every planned case has a record, likewise.
+            await mirror.fetch_plan(sftp)  # no request once copied
+            starting = not mirror.plan.exists()
+            soon = (starting and time.monotonic() - began < STARTING_S) or mirror.all_measured()
+            check = starting or soon or cycle % CHECK_EVERY == 0
             cycle += 1
-            # the spool directory is listed only until its file is known (from the plan or a listing; a resumed
-            # agent appends to the same file)
-            got = await asyncio.wait_for(mirror.pull(sftp, listing=check and not mirror.files), 60)
+            # A check's three requests go out together: the device's sshd and sftp server then wake about once
+            # for all of them. The spool directory is listed only until its file is known.
+            pull = mirror.pull(sftp, listing=check and not mirror.files)
+            if check:
+                got, done, hb = await asyncio.wait_for(asyncio.gather(
+                    pull, _mtime(sftp, f"{hr.run_dir}/{agent.DONE_FILE}"),
+                    _mtime(sftp, f"{hr.run_dir}/{agent.HEARTBEAT_FILE}")), 60)
+            else:
+                got = await asyncio.wait_for(pull, 60)
             if got:
                 events.host(dev.host.name, f"{len(got)} record(s)")
                 _invalidate(mirror, got, disturbed, dev.host.name, events)
-            was_growing, grew = grew, bool(got)
-            if not (check or grew):
-                await asyncio.sleep(poll)
+            if not check:
+                await asyncio.sleep(min(poll, SOON_S) if mirror.all_measured() else poll)
                 continue
-            await mirror.fetch_plan(sftp)
-            if await sftp.exists(f"{hr.run_dir}/{agent.DONE_FILE}"):
+            if done is not None:
                 _invalidate(mirror, await mirror.pull(sftp), disturbed, dev.host.name, events)
                 result = json.loads(await _read_text(sftp, f"{hr.run_dir}/{agent.EXIT_FILE}") or "{}")
                 hr.exit_code, hr.message = result.get("code", 3), result.get("message", "no exit code written")
                 hr.status = "done"
                 save()
                 return
-            hb = await _mtime(sftp, f"{hr.run_dir}/{agent.HEARTBEAT_FILE}")
             if hb != last_hb:
                 last_hb, hb_seen = hb, time.monotonic()
             elif time.monotonic() - hb_seen > stale:
@@ -422,7 +432,7 @@ async def supervise(dev: Device, hr: HostRun, mirror: Mirror, events: FleetEvent
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
             continue
-        await asyncio.sleep(min(poll, SOON_S) if grew or was_growing or ending else poll)
+        await asyncio.sleep(min(poll, SOON_S) if soon or mirror.all_measured() else poll)
 
 
 # ---- the whole run -----------------------------------------------------------------------------------------------
