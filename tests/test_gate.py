@@ -343,7 +343,8 @@ def test_gate_trials_evaluate_prints_the_table(tmp_path, monkeypatch, capsys):
     import tritbench.cli as cli
 
     path = recording(tmp_path / "rec.jsonl", 32, 0.8)
-    monkeypatch.setattr("sys.argv", ["bench", "gate-trials", "evaluate", str(path), "--pairs", "16"])
+    argv = ["bench", "gate-trials", "evaluate", str(path), "--pairs", "16", "--max-pairs", "16"]
+    monkeypatch.setattr("sys.argv", argv)
     with pytest.raises(SystemExit) as exc:
         cli.main()
     out = capsys.readouterr().out

@@ -22,7 +22,7 @@ from tritbench.cli import run as flags
 from tritbench.cli.console import err, plain
 from tritbench.errors import BenchError
 from tritbench.execute.gate import run_gate
-from tritbench.plan.ab import GateConfig, fraction, parse_axis
+from tritbench.plan.ab import LOOK_FACTOR, GateConfig, fraction, parse_axis
 from tritbench.plan.suite import builtin_suite, make_config, read_suite
 from tritbench.reports import gate as gate_report
 
@@ -103,7 +103,7 @@ def gate(
     cfg = make_config({**builtin_suite("gate"), **(read_suite(suite) if suite else {})}, overrides)
     gcfg = GateConfig(axis, threshold=fraction(threshold, "--threshold"), alpha=alpha,
                       min_effect=fraction(min_effect, "--min-effect"), pairs=pairs,
-                      max_pairs=max_pairs if max_pairs is not None else 2 * pairs,
+                      max_pairs=max_pairs if max_pairs is not None else LOOK_FACTOR * pairs,
                       seed=seed if seed is not None else secrets.randbelow(2**31), metric=metric,
                       inconclusive=inconclusive, repo=str(repo))
     gcfg.validate()
@@ -246,7 +246,7 @@ def trials_evaluate(
     from tritbench.execute.trials import evaluate
 
     read_user_text(path, "recording")
-    g = GateConfig(parse_axis("env:X=a,b"), pairs=pairs, max_pairs=max_pairs or pairs, alpha=alpha,
+    g = GateConfig(parse_axis("env:X=a,b"), pairs=pairs, max_pairs=max_pairs or LOOK_FACTOR * pairs, alpha=alpha,
                    threshold=fraction(threshold, "--threshold"))
     g.validate()
     try:
@@ -275,6 +275,6 @@ def trials_full(
     cfg = _trial_config(suite, backends, formats, n_prompt, n_gen, kinds, threads, repetitions, warmups, out)
     events = flags.TerminalEvents()
     with flags.measuring(events, nothing="interrupted: no trial finished"):
-        summary = full(cfg, base, head, trials_n, {"pairs": pairs, "max_pairs": max_pairs or 2 * pairs}, Path(out),
-                       events)
+        looks = {"pairs": pairs, "max_pairs": max_pairs or LOOK_FACTOR * pairs}
+        summary = full(cfg, base, head, trials_n, looks, Path(out), events)
     _print_trials(summary, json_path)

@@ -74,6 +74,13 @@ def fraction(text: str | float, name: str) -> float:
     return value
 
 
+# The second look runs to LOOK_FACTOR x --pairs. At this machine kind's noise (sd of a pair's log ratio 0.08 for
+# pp64 and 0.11-0.12 for tg32, 1 thread, tokens per CPU-second) an A/A gate of 32 -> 64 pairs could not rule out
+# a 5 % slowdown in 25 % of resampled gates; 32 -> 96 in 4 %, with most gates still ending at 32 pairs (issue 11's
+# note has the resampling and the recordings).
+LOOK_FACTOR = 3
+
+
 @dataclass
 class GateConfig:
     """`bench gate`'s settings besides the plan (a RunConfig whose `repetitions` are per child)."""
@@ -83,7 +90,7 @@ class GateConfig:
     alpha: float = 0.01  # family-wise, over every gated (case, metric) and both looks
     min_effect: float = 0.01  # regression: a significant slowdown at least this large
     pairs: int = 32
-    max_pairs: int = 64  # undecided cases continue to this many pairs (== pairs: one look)
+    max_pairs: int = 96  # undecided cases continue to this many pairs (== pairs: one look); see LOOK_FACTOR
     seed: int = 0  # the order of base and head in each round
     metric: str = "auto"
     inconclusive: str = "fail"  # pass: an inconclusive gate exits 0 (with a warning)
