@@ -75,3 +75,5 @@ def test_neon_is_bit_exact_in_onnxruntime(arm, cpu):
     proc = run_guest(home, site, cpu, str(REPO / "tests/arm/guest_check.py"), str(lib), "neon,portable")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("all ok")
+    for kernel in ("neon", "portable"):  # the F16 head's GEMV ran on each path, by its own name
+        assert f"f16 {kernel} widening of every kind of half: ok" in proc.stdout, proc.stdout[-2000:]

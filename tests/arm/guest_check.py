@@ -1,9 +1,12 @@
 """Run inside the emulated aarch64 Python: load the aarch64 build of the op in onnxruntime and compare
-every kernel path with the int64 numpy reference, bit for bit. Prints one line per check, then 'all ok'.
+every kernel path with the int64 numpy reference, bit for bit; then the F16 GEMV (the decoder's F16 head) on
+the same path names: every half widened exactly, sums within float32 rounding of float64. Prints one line per
+check, then 'all ok'.
 
 Usage: python guest_check.py LIBRARY KERNEL[,KERNEL...]
 """
 
+import ctypes
 import os
 import sys
 
@@ -23,6 +26,43 @@ def session(model, lib: str) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+F16_SHAPES = [(1, 768, 200), (3, 37, 70), (2, 4099, 9)]
+# every kind of half: subnormals, the largest normal, signed zeros, one, minus one
+HALVES = np.array([1, 0x3FF, 0x400, 0x7BFF, 0x8001, 0x3C00, 0xBC00, 0x1234, 0, 0x8000], np.uint16)
+
+
+def f16_checks(lib: str, kernel: str, rng) -> int:
+    """F16 GEMV through the library's C entry point: the path's name, exact widening, float32-close sums."""
+    c = ctypes.CDLL(lib)
+    c.tritbench_f16_kernel_name.restype = ctypes.c_char_p
+    c.tritbench_f16_matmul.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                                       ctypes.c_int64, ctypes.c_void_p]
+    name = c.tritbench_f16_kernel_name().decode()
+
+    def matmul(x, w):
+        y = np.empty((x.shape[0], w.shape[0]), np.float32)
+        assert c.tritbench_f16_matmul(x.ctypes.data, x.shape[0], x.shape[1], w.ctypes.data, w.shape[0],
+                                      y.ctypes.data) == 0
+        return y
+
+    failures = 0
+    if name != kernel:
+        print(f"f16 {kernel}: the library ran {name!r}: MISMATCH", flush=True)
+        return 1
+    w = HALVES.view(np.float16).reshape(1, -1)
+    ok = np.array_equal(matmul(np.eye(10, dtype=np.float32), w).ravel(), w.astype(np.float32).ravel())
+    failures += not ok
+    print(f"f16 {kernel} widening of every kind of half: {'ok' if ok else 'MISMATCH'}", flush=True)
+    for M, K, N in F16_SHAPES:
+        x = rng.standard_normal((M, K)).astype(np.float32)
+        w = (rng.standard_normal((N, K)) * 0.02).astype(np.float16)
+        want = x.astype(np.float64) @ w.astype(np.float64).T
+        ok = bool(np.abs(matmul(x, w) - want).max() <= 1e-5 * np.abs(want).max())
+        failures += not ok
+        print(f"f16 {kernel} M={M} K={K} N={N}: {'ok' if ok else 'MISMATCH'}", flush=True)
+    return failures
+
+
 def main(lib: str, kernels: list[str]) -> int:
     rng = np.random.default_rng(0)
     failures = 0
@@ -37,6 +77,7 @@ def main(lib: str, kernels: list[str]) -> int:
                 ok = np.array_equal(y, reference_matmul(x, t, 0.5))
                 failures += not ok
                 print(f"{kernel} {packing} M={M} K={K} N={N}: {'ok' if ok else 'MISMATCH'}", flush=True)
+        failures += f16_checks(lib, kernel, rng)
     print("all ok" if not failures else f"{failures} mismatches")
     return 1 if failures else 0
 

@@ -41,6 +41,11 @@ static th_cols_fn th_select(const char **name) {
         *name = "f16c";
         return th_f16c_cols;
     }
+#elif defined(__aarch64__)
+    if (!(want && strcmp(want, "portable") == 0)) { /* Advanced SIMD and FCVTL are baseline on aarch64 */
+        *name = "neon";
+        return th_neon_cols;
+    }
 #else
     (void)want;
 #endif

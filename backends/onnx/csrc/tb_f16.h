@@ -18,9 +18,12 @@ float th_half_to_float(uint16_t h);
 #if defined(__x86_64__) || defined(__i386__)
 void th_f16c_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y);
 #endif
+#if defined(__aarch64__)
+void th_neon_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y);
+#endif
 
-/* The path the next call uses: "f16c" (x86 with AVX2, FMA and F16C) or "portable"; TRITBENCH_KERNEL=portable
- * forces the portable one. */
+/* The path the next call uses: "f16c" (x86 with AVX2, FMA and F16C), "neon" (aarch64) or "portable";
+ * TRITBENCH_KERNEL=portable forces the portable one. */
 const char *th_kernel_name(void);
 int th_matmul(const float *x, size_t M, size_t K, const uint16_t *w, size_t N, float *y, tb_parallel_for pfor,
               void *runner);
