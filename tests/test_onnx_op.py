@@ -207,6 +207,38 @@ def test_bad_attributes_fail_at_session_creation():
     for attrs, message in [({"packing": "tern9"}, "unknown packing"), ({"K": 0}, "must be positive")]:
         with pytest.raises(Exception, match=message):
             run_model(_bad_model(t, "tern2", attrs=attrs), np.ones((1, 30), np.float32))
+    for N, activation, message in [(20, "gelu", "unknown activation"), (21, "swiglu", "needs an even N")]:
+        with pytest.raises(Exception, match=message):
+            run_model(_swiglu_model(ternary(np.random.default_rng(8), 30, N), 1.0, "tern2", activation),
+                      np.ones((1, 30), np.float32))
+
+
+def _swiglu_model(t, scale, pk, activation="swiglu"):
+    model = graphs.ternary_matmul_model(t, scale, pk)
+    model.graph.node[0].attribute.append(onnx.helper.make_attribute("activation", activation))
+    model.graph.output[0].CopyFrom(onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT,
+                                                                      ["M", t.shape[1] // 2]))
+    return model
+
+
+@pytest.mark.parametrize("pk", PACKINGS)
+@pytest.mark.parametrize("M", [1, 5])
+def test_swiglu_epilogue_matches_silu_gate_times_up(kernel_path, pk, M):
+    """activation="swiglu" (the decoder's fused gate|up layer): silu of the first half of the product times the
+    second half, within float32 rounding of numpy's; every path, with gates beyond +-88 in the first row (where
+    float32 e^-x overflows)."""
+    rng = np.random.default_rng(11)
+    t = ternary(rng, 96, 2 * 37)
+    x = rng.standard_normal((M, 96)).astype(np.float32)
+    x[0] *= 60
+    z = packing.reference_matmul(x, t, 0.7).astype(np.float64)
+    gate, up = z[:, :37], z[:, 37:]
+    assert gate[0].max() > 88 and gate[0].min() < -88
+    want = gate / (1 + np.exp(-gate)) * up
+    y = run_model(_swiglu_model(t, 0.7, pk), x)
+    assert y.shape == (M, 37) and y.dtype == np.float32
+    assert np.abs(y - want).max() <= 1e-6 * np.abs(want).max(), np.abs(y - want).max()
+    assert np.array_equal(run_model(graphs.ternary_matmul_model(t, 0.7, pk), x), z.astype(np.float32))
 
 
 def test_library_path_reports_the_build_command(tmp_path, monkeypatch):

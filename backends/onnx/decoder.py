@@ -123,7 +123,7 @@ NBITS = "nbits2"
 NBITS_ACCURACY_LEVEL = 4
 
 
-def _bitlinear(g: _Graph, lin: Ternary, packing: str, x: str, prefix: str) -> str:
+def _bitlinear(g: _Graph, lin: Ternary, packing: str, x: str, prefix: str, activation: str = "none") -> str:
     if packing == NBITS:
         codes = nbits_weights(lin.t, 2, NBITS_BLOCK_SIZE)
         b = g.init(f"{prefix}.B", codes)
@@ -133,8 +133,9 @@ def _bitlinear(g: _Graph, lin: Ternary, packing: str, x: str, prefix: str) -> st
                       accuracy_level=NBITS_ACCURACY_LEVEL)[0]
     packed = g.init(f"{prefix}.packed", pack(lin.t, packing))
     scale = g.init(f"{prefix}.scale", np.array(lin.scale, np.float32))
+    attrs = {"activation": activation} if activation != "none" else {}
     return g.node(OP_TYPE, [x, packed, scale], [f"{prefix}/out"], f"{prefix}/TernaryMatMul", DOMAIN,
-                  K=lin.K, N=lin.N, packing=packing)[0]
+                  K=lin.K, N=lin.N, packing=packing, **attrs)[0]
 
 
 def _fused_bitlinear(g: _Graph, parts: list[Ternary], packing: str, x: str, prefix: str) -> str:
@@ -225,16 +226,19 @@ def _build(w: DecoderWeights, packing: str, max_len: int, kv_type: str, all_logi
             [f"{p}/post_attention_layernorm/out", "", "", f"{p}/post_attention_layernorm/residual"],
             f"{p}/post_attention_layernorm/SkipLayerNorm", "com.microsoft", epsilon=w.eps)
         gate_up = _fuse([lin["ffn_gate"], lin["ffn_up"]])
-        if gate_up is not None:
-            gu = _bitlinear(g, gate_up, packing, x2, f"{p}/mlp/gate_up_proj")
-            gate, up = g.node("Split", [gu], [f"{p}/mlp/gate", f"{p}/mlp/up"], f"{p}/mlp/Split", axis=-1,
-                              num_outputs=2)
+        if gate_up is not None and packing != NBITS:  # SwiGLU in the op's epilogue: one node, not four
+            m = _bitlinear(g, gate_up, packing, x2, f"{p}/mlp/gate_up_proj", activation="swiglu")
         else:
-            gate = _bitlinear(g, lin["ffn_gate"], packing, x2, f"{p}/mlp/gate_proj")
-            up = _bitlinear(g, lin["ffn_up"], packing, x2, f"{p}/mlp/up_proj")
-        sig = g.node("Sigmoid", [gate], [f"{p}/mlp/act/sigmoid"], f"{p}/mlp/act/Sigmoid")[0]
-        silu = g.node("Mul", [gate, sig], [f"{p}/mlp/act/out"], f"{p}/mlp/act/Mul")[0]
-        m = g.node("Mul", [silu, up], [f"{p}/mlp/mul"], f"{p}/mlp/Mul")[0]
+            if gate_up is not None:
+                gu = _bitlinear(g, gate_up, packing, x2, f"{p}/mlp/gate_up_proj")
+                gate, up = g.node("Split", [gu], [f"{p}/mlp/gate", f"{p}/mlp/up"], f"{p}/mlp/Split", axis=-1,
+                                  num_outputs=2)
+            else:
+                gate = _bitlinear(g, lin["ffn_gate"], packing, x2, f"{p}/mlp/gate_proj")
+                up = _bitlinear(g, lin["ffn_up"], packing, x2, f"{p}/mlp/up_proj")
+            sig = g.node("Sigmoid", [gate], [f"{p}/mlp/act/sigmoid"], f"{p}/mlp/act/Sigmoid")[0]
+            silu = g.node("Mul", [gate, sig], [f"{p}/mlp/act/out"], f"{p}/mlp/act/Mul")[0]
+            m = g.node("Mul", [silu, up], [f"{p}/mlp/mul"], f"{p}/mlp/Mul")[0]
         if b.ffn_sub_norm is not None:
             sub = g.init(f"model.layers.{i}.mlp.sub_norm.weight", b.ffn_sub_norm)
             m = g.node("SimplifiedLayerNormalization", [m, sub], [f"{p}/mlp/sub_norm/out"],

@@ -11,6 +11,7 @@ import os
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from tritbench.backends.onnx.graphs import ternary_matmul_model
@@ -63,6 +64,22 @@ def f16_checks(lib: str, kernel: str, rng) -> int:
     return failures
 
 
+def swiglu_check(lib: str, kernel: str, rng) -> int:
+    """The fused gate|up layer's epilogue (activation="swiglu"): silu(gate) * up within float32 rounding."""
+    t = rng.integers(-1, 2, size=(96, 74), dtype=np.int8)
+    x = rng.standard_normal((3, 96)).astype(np.float32)
+    x[0] *= 60  # gates beyond +-88, where float32 e^-x overflows
+    model = ternary_matmul_model(t, 0.7, "tern2", M=3)
+    model.graph.node[0].attribute.append(onnx.helper.make_attribute("activation", "swiglu"))
+    model.graph.output[0].CopyFrom(onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [3, 37]))
+    z = reference_matmul(x, t, 0.7).astype(np.float64)
+    want = z[:, :37] / (1 + np.exp(-z[:, :37])) * z[:, 37:]
+    y = session(model, lib).run(None, {"X": x})[0]
+    ok = bool(np.abs(y - want).max() <= 1e-6 * np.abs(want).max())
+    print(f"{kernel} swiglu: {'ok' if ok else 'MISMATCH'}", flush=True)
+    return int(not ok)
+
+
 def main(lib: str, kernels: list[str]) -> int:
     rng = np.random.default_rng(0)
     failures = 0
@@ -77,7 +94,7 @@ def main(lib: str, kernels: list[str]) -> int:
                 ok = np.array_equal(y, reference_matmul(x, t, 0.5))
                 failures += not ok
                 print(f"{kernel} {packing} M={M} K={K} N={N}: {'ok' if ok else 'MISMATCH'}", flush=True)
-        failures += f16_checks(lib, kernel, rng)
+        failures += swiglu_check(lib, kernel, rng) + f16_checks(lib, kernel, rng)
     print("all ok" if not failures else f"{failures} mismatches")
     return 1 if failures else 0
 
