@@ -483,6 +483,37 @@ def test_op_profile_shares_of_a_decode_step():
         step_shares(events, 4)
 
 
+def test_op_clock_shares_of_unprofiled_steps():
+    from tritbench.backends.onnx.profile import clock_shares
+
+    shares = clock_shares(1_700, [1_000, 1_000], ["TernaryMatMul", "F16MatMul"])
+    assert shares["ops_share"] == pytest.approx(0.85) and shares["non_matmul_share"] == pytest.approx(0.15)
+    assert shares["steps"] == 2 and shares["step_us_median"] == 1.0
+    q8 = clock_shares(1_500, [1_000, 1_000], ["TernaryMatMul", "MatMulNBits"])  # an 8-bit head is not ours
+    assert q8["non_matmul_share"] is None and "MatMulNBits" in q8["why_not"]
+    with pytest.raises(ValueError, match="no measurable time"):
+        clock_shares(0, [], ["TernaryMatMul"])
+
+
+def test_the_op_clock_counts_time_inside_the_ops_only():
+    """The library's clock runs only between start and stop, and sums time inside TernaryMatMul calls."""
+    from tritbench.backends.onnx import graphs
+
+    t = np.random.default_rng(3).integers(-1, 2, (512, 512)).astype(np.int8)
+    sess = ort.InferenceSession(graphs.ternary_matmul_model(t, 1.0, "tern2").SerializeToString(),
+                                graphs.session_options(1), providers=["CPUExecutionProvider"])
+    x = np.ones((4, 512), np.float32)
+    sess.run(None, {"X": x})
+    native.op_clock_start()
+    assert native.op_clock_stop() == 0
+    native.op_clock_start()
+    for _ in range(5):
+        sess.run(None, {"X": x})
+    ns = native.op_clock_stop()
+    sess.run(None, {"X": x})  # stopped: not counted
+    assert 0 < ns and native.op_clock_stop() == ns
+
+
 def test_bench_run_profiles_decode_steps_before_timing(tb_home, tmp_path):
     out, tmp = tmp_path / "res", tmp_path / "tmp"
     tmp.mkdir()
@@ -496,6 +527,10 @@ def test_bench_run_profiles_decode_steps_before_timing(tb_home, tmp_path):
     assert sum(shares["by_op_type"].values()) + shares["framework_share"] == pytest.approx(1.0)
     assert {"GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= set(shares["by_op_type"])
     assert "profile: onnx/tiny/tern2: a decode step is" in proc.stderr
+    clock = shares["op_clock"]  # the same number of unprofiled steps on the op library's own clock
+    assert clock["steps"] == 6 and 0 < clock["ops_share"] < 1
+    assert clock["non_matmul_share"] == pytest.approx(1 - clock["ops_share"])
+    assert "; unprofiled, " in proc.stderr
     assert not list(tmp.glob("tritbench-op-profile*")), "profiling must end (and its file go) before timing"
 
 

@@ -13,6 +13,7 @@ import gc
 import json
 import os
 import tempfile
+import time
 
 import numpy as np
 
@@ -133,21 +134,38 @@ class OnnxDecoderSession:
         release_freed_memory()
 
     def _profile(self, w: weights.DecoderWeights, steps: int) -> dict:
-        """Time shares of `steps` decode steps from depth 1 (after one prompt token), then profiling off: the
-        timed runs that follow are not profiled."""
+        """Time shares of `steps` decode steps from depth 1 (after one prompt token) under onnxruntime's
+        profiler, then profiling off and as many steps on the op library's own clock: the timed runs that
+        follow are neither profiled nor clocked."""
+        from tritbench.backends.onnx import native
+
         rng = np.random.default_rng(CHECK_SEED)
         self.runner.reset()
         self.runner.run([w.bos_token if w.bos_token is not None else 0], read=False)
         for t in rng.integers(0, w.vocab, steps).tolist():
             self.runner.run([t], read=False)
         path = self.session.end_profiling()
-        self.runner.reset()
         try:
             with open(path) as f:
                 events = json.load(f)
         finally:
             os.unlink(path)
-        return profile.step_shares(events, steps)
+        shares = profile.step_shares(events, steps)
+        # the same steps again, unprofiled, on the op library's own clock
+        self.runner.reset()
+        self.runner.run([w.bos_token if w.bos_token is not None else 0], read=False)
+        step_ns = []
+        native.op_clock_start()
+        try:
+            for t in rng.integers(0, w.vocab, steps).tolist():
+                t0 = time.perf_counter_ns()
+                self.runner.run([t], read=False)
+                step_ns.append(time.perf_counter_ns() - t0)
+        finally:
+            op_ns = native.op_clock_stop()
+        self.runner.reset()
+        shares["op_clock"] = profile.clock_shares(op_ns, step_ns, shares["matmul_ops"])
+        return shares
 
     def effective_settings(self) -> dict:
         return self._settings

@@ -22,6 +22,7 @@ def _lib() -> ctypes.CDLL:
     lib.tritbench_f16_matmul.restype = ctypes.c_int
     lib.tritbench_f16_matmul.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                          ctypes.c_int64, ctypes.c_void_p]
+    lib.tritbench_op_clock_stop.restype = ctypes.c_uint64
     lib.tritbench_matmul.restype = ctypes.c_int
     lib.tritbench_matmul.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
                                      ctypes.c_char_p, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p,
@@ -77,3 +78,13 @@ def f16_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     if _lib().tritbench_f16_matmul(x.ctypes.data, M, w.shape[1], w.ctypes.data, w.shape[0], y.ctypes.data):
         raise ValueError("F16 matmul: bad shape")
     return y
+
+
+def op_clock_start() -> None:
+    """Start summing the wall time inside TernaryMatMul and F16MatMul calls, in any session of this process."""
+    _lib().tritbench_op_clock_start()
+
+
+def op_clock_stop() -> int:
+    """Stop the ops' clock; the nanoseconds spent inside their calls since op_clock_start."""
+    return int(_lib().tritbench_op_clock_stop())

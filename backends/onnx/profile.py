@@ -3,7 +3,9 @@ per-node `kernel_time` events): the share of each op type, of the matmuls (the t
 and of what is neither (norms, attention, casts, onnxruntime's own work between nodes).
 
 The profiler times every node, which costs a little per node, so the profiled steps are run before timing
-and never count as measurements; the shares are what the record keeps.
+and never count as measurements; the shares are what the record keeps. That cost lands in the shares too (on
+`1b` a profiled step took about 1 ms more than an unprofiled one), so the op library's own clock measures the
+matmul share of unprofiled steps as well (clock_shares): the time inside its own ops over the steps' wall time.
 """
 
 from __future__ import annotations
@@ -48,3 +50,28 @@ def step_shares(events: list[dict], steps: int) -> dict:
         "matmul_ops": [op for op in MATMUL_OPS if op in by_op],
         "basis": "onnxruntime profiler (node kernel_time within model_run), untimed steps before the benchmark",
     }
+
+
+# the ops the library's own clock times (tb_ort.c)
+CLOCKED_OPS = ("TernaryMatMul", "F16MatMul")
+
+
+def clock_shares(op_ns: int, step_ns: list[int], matmul_ops: list[str]) -> dict:
+    """The share of unprofiled decode steps (wall time, as the benchmark times a step) spent inside the
+    library's own ops. It is the matmul share when every matmul of the graph is one of them (`matmul_ops`, the
+    profiler's list); otherwise (an 8-bit MatMulNBits head, nbits2) no non-matmul share is claimed."""
+    total = sum(step_ns)
+    if not step_ns or total <= 0:
+        raise ValueError("the clocked steps took no measurable time")
+    ours = op_ns / total
+    out = {"steps": len(step_ns), "step_us_median": statistics.median(step_ns) / 1000,
+           "ops": list(CLOCKED_OPS), "ops_share": ours,
+           "basis": "the op library's own clock inside TernaryMatMul and F16MatMul over the wall time of "
+                    "unprofiled decode steps (Python's loop included), untimed steps before the benchmark"}
+    others = [op for op in matmul_ops if op not in CLOCKED_OPS]
+    if others:
+        out["non_matmul_share"] = None
+        out["why_not"] = f"matmuls outside the library's ops ({', '.join(others)}) are not on its clock"
+    else:
+        out["non_matmul_share"] = 1.0 - ours
+    return out

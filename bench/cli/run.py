@@ -218,5 +218,12 @@ def op_profile_line(shares: dict) -> str:
     matmul = ", ".join(f"{op} {ops[op]:.1%}" for op in shares["matmul_ops"])
     rest = [f"{op} {s:.1%}" for op, s in ops.items() if op not in shares["matmul_ops"]][:3]
     rest.append(f"between nodes {shares['framework_share']:.1%}")
-    return (f"a decode step is {shares['matmul_share']:.1%} matmul ({matmul}), {shares['non_matmul_share']:.1%} "
+    line = (f"a decode step is {shares['matmul_share']:.1%} matmul ({matmul}), {shares['non_matmul_share']:.1%} "
             f"other ({', '.join(rest)}), {shares['steps']} profiled steps")
+    clock = shares.get("op_clock")
+    if clock:  # unprofiled steps on the op library's own clock
+        mine = " + ".join(clock["ops"])
+        line += (f"; unprofiled, {clock['ops_share']:.1%} in {mine}" +
+                 (f", {clock['non_matmul_share']:.1%} other" if clock.get("non_matmul_share") is not None
+                  else f" ({clock['why_not']})") + f", {clock['steps']} steps")
+    return line
