@@ -184,7 +184,8 @@ def test_bad_inputs_raise_clear_errors(pk):
     good = packing.pack(t, pk)
     x = np.ones((2, 30), np.float32)
     cases = [
-        (_bad_model(t, pk, x_type=onnx.TensorProto.DOUBLE), x.astype(np.float64), "X must be float32, got float64"),
+        (_bad_model(t, pk, x_type=onnx.TensorProto.DOUBLE), x.astype(np.float64),
+         "X must be float32 or float16, got float64"),
         (_bad_model(t, pk, x_shape=[]), np.array(1.0, np.float32), "rank >= 1"),
         (_bad_model(t, pk, x_shape=["M", 31]), np.ones((2, 31), np.float32), "last dimension must equal K"),
         (_bad_model(t, pk, packed=good[:-3]), x, "packed weights do not match"),
@@ -211,6 +212,19 @@ def test_bad_attributes_fail_at_session_creation():
         with pytest.raises(Exception, match=message):
             run_model(_swiglu_model(ternary(np.random.default_rng(8), 30, N), 1.0, "tern2", activation),
                       np.ones((1, 30), np.float32))
+
+
+@pytest.mark.parametrize("pk", PACKINGS)
+def test_float16_x_is_widened_exactly(kernel_path, pk):
+    """A float16 X (the attention output of an f16 KV decoder, with no Cast node) gives what its exact float32
+    widening gives, bit for bit, on every path; odd K so the widening's tail runs too."""
+    rng = np.random.default_rng(12)
+    t = ternary(rng, 203, 40)
+    x16 = (rng.standard_normal((3, 203)) * 4).astype(np.float16)
+    x16[0, :3] = [np.float16(6e-8), np.float16(-65504), np.float16(0)]  # a subnormal, the largest, zero
+    model = graphs.ternary_matmul_model(t, 0.5, pk)
+    model.graph.input[0].CopyFrom(onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT16, ["M", 203]))
+    assert np.array_equal(run_model(model, x16), packing.reference_matmul(x16.astype(np.float32), t, 0.5))
 
 
 def _swiglu_model(t, scale, pk, activation="swiglu"):

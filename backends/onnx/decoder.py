@@ -213,7 +213,8 @@ def _build(w: DecoderWeights, packing: str, max_len: int, kv_type: str, all_logi
                       [f"{p}/attn/out", f"present.{i}.key", f"present.{i}.value"], f"{p}/attn/GroupQueryAttention",
                       "com.microsoft", num_heads=w.heads, kv_num_heads=kvh, do_rotary=1,
                       rotary_interleaved=int(rotary_interleaved))[0]
-        if f16:
+        # the op widens an f16 X itself (exactly, as Cast would); the sub-norm and MatMulNBits want float32
+        if f16 and (b.attn_sub_norm is not None or packing == NBITS):
             attn = g.node("Cast", [attn], [f"{p}/attn/out_f32"], f"{p}/attn/Cast_out", to=TensorProto.FLOAT)[0]
         if b.attn_sub_norm is not None:
             sub = g.init(f"model.layers.{i}.attn.sub_norm.weight", b.attn_sub_norm)

@@ -64,8 +64,9 @@ def f16_checks(lib: str, kernel: str, rng) -> int:
     return failures
 
 
-def swiglu_check(lib: str, kernel: str, rng) -> int:
-    """The fused gate|up layer's epilogue (activation="swiglu"): silu(gate) * up within float32 rounding."""
+def float_work_checks(lib: str, kernel: str, rng) -> int:
+    """The op's float work around its kernels: the SwiGLU epilogue (silu(gate) * up within float32 rounding) and a
+    float16 X's exact widening."""
     t = rng.integers(-1, 2, size=(96, 74), dtype=np.int8)
     x = rng.standard_normal((3, 96)).astype(np.float32)
     x[0] *= 60  # gates beyond +-88, where float32 e^-x overflows
@@ -77,7 +78,15 @@ def swiglu_check(lib: str, kernel: str, rng) -> int:
     y = session(model, lib).run(None, {"X": x})[0]
     ok = bool(np.abs(y - want).max() <= 1e-6 * np.abs(want).max())
     print(f"{kernel} swiglu: {'ok' if ok else 'MISMATCH'}", flush=True)
-    return int(not ok)
+    # a float16 X is widened exactly (on this path's widening): bit for bit its float32 widening's result
+    x16 = (rng.standard_normal((3, 203)) * 4).astype(np.float16)
+    t16 = rng.integers(-1, 2, size=(203, 40), dtype=np.int8)
+    model = ternary_matmul_model(t16, 0.5, "tern2", M=3)
+    model.graph.input[0].CopyFrom(onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT16, [3, 203]))
+    same = np.array_equal(session(model, lib).run(None, {"X": x16})[0],
+                          reference_matmul(x16.astype(np.float32), t16, 0.5))
+    print(f"{kernel} float16 X: {'ok' if same else 'MISMATCH'}", flush=True)
+    return int(not ok) + int(not same)
 
 
 def main(lib: str, kernels: list[str]) -> int:
@@ -94,7 +103,7 @@ def main(lib: str, kernels: list[str]) -> int:
                 ok = np.array_equal(y, reference_matmul(x, t, 0.5))
                 failures += not ok
                 print(f"{kernel} {packing} M={M} K={K} N={N}: {'ok' if ok else 'MISMATCH'}", flush=True)
-        failures += swiglu_check(lib, kernel, rng) + f16_checks(lib, kernel, rng)
+        failures += float_work_checks(lib, kernel, rng) + f16_checks(lib, kernel, rng)
     print("all ok" if not failures else f"{failures} mismatches")
     return 1 if failures else 0
 

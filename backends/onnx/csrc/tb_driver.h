@@ -13,7 +13,8 @@ int64_t tb_packed_size(int64_t K, int64_t N, int packing);
 int tb_matmul(const tb_kernels *kern, const float *x, size_t M, size_t K, const uint8_t *packed, int packing,
               size_t N, float scale, float *y, tb_parallel_for pfor, void *runner, char *err, size_t errlen);
 const char *tritbench_available_kernels(void);
-/* y[m, j] = silu(z[m, j]) * z[m, half + j] for j < half: z is [M, 2 * half], y is [M, half]. */
-void tb_swiglu(const float *z, size_t M, size_t half, float *y);
+/* y[m, j] = silu(z[m, j]) * z[m, half + j] for j < half: z is [M, 2 * half], y is [M, half]; vectorized for
+ * the ISA of the kernel path `kern` (tb_swiglu.c). */
+void tb_swiglu(const tb_kernels *kern, const float *z, size_t M, size_t half, float *y);
 
 #endif

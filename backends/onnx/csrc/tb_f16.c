@@ -23,6 +23,10 @@ float th_half_to_float(uint16_t h) {
     return f;
 }
 
+void th_portable_widen(const uint16_t *h, size_t n, float *out) {
+    for (size_t i = 0; i < n; i++) out[i] = th_half_to_float(h[i]);
+}
+
 void th_portable_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y) {
     for (size_t n = n0; n < n1; n++) {
         const uint16_t *row = w + n * K;
@@ -32,32 +36,33 @@ void th_portable_cols(const float *x, size_t K, const uint16_t *w, size_t n0, si
     }
 }
 
-static th_cols_fn th_select(const char **name) {
+typedef struct {
+    const char *name;
+    th_cols_fn cols;
+    th_widen_fn widen;
+} th_path;
+
+static const th_path *th_select(void) {
+    static const th_path portable = {"portable", th_portable_cols, th_portable_widen};
     const char *want = getenv("TRITBENCH_KERNEL");
 #if defined(__x86_64__) || defined(__i386__)
+    static const th_path f16c = {"f16c", th_f16c_cols, th_f16c_widen};
     __builtin_cpu_init();
     if (!(want && strcmp(want, "portable") == 0) && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-        *name = "f16c";
-        return th_f16c_cols;
-    }
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &f16c;
 #elif defined(__aarch64__)
-    if (!(want && strcmp(want, "portable") == 0)) { /* Advanced SIMD and FCVTL are baseline on aarch64 */
-        *name = "neon";
-        return th_neon_cols;
-    }
+    static const th_path neon = {"neon", th_neon_cols, th_neon_widen};
+    if (!(want && strcmp(want, "portable") == 0)) return &neon; /* Advanced SIMD and FCVTL are baseline */
 #else
     (void)want;
 #endif
-    *name = "portable";
-    return th_portable_cols;
+    return &portable;
 }
 
-const char *th_kernel_name(void) {
-    const char *name;
-    th_select(&name);
-    return name;
-}
+const char *th_kernel_name(void) { return th_select()->name; }
+
+void th_widen(const uint16_t *h, size_t n, float *out) { th_select()->widen(h, n, out); }
 
 typedef struct {
     th_cols_fn fn;
@@ -81,8 +86,7 @@ static int th_serial(void *runner, void (*fn)(void *, size_t), size_t total, voi
 
 int th_matmul(const float *x, size_t M, size_t K, const uint16_t *w, size_t N, float *y, tb_parallel_for pfor,
               void *runner) {
-    const char *name;
-    th_job job = {th_select(&name), x, w, y, M, K, N};
+    th_job job = {th_select()->cols, x, w, y, M, K, N};
     if (M == 0 || N == 0) return 0;
     return (pfor ? pfor : th_serial)(runner, th_task, (N + TH_CHUNK - 1) / TH_CHUNK, &job);
 }

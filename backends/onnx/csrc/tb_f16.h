@@ -13,18 +13,26 @@
 /* Columns n0 .. n1 - 1 of one row: y[n] = dot(x[0 .. K-1], w[n * K .. n * K + K - 1]). */
 typedef void (*th_cols_fn)(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y);
 
+/* out[i] = h[i] widened to float32 (exact) for i < n. */
+typedef void (*th_widen_fn)(const uint16_t *h, size_t n, float *out);
+
 void th_portable_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y);
+void th_portable_widen(const uint16_t *h, size_t n, float *out);
 float th_half_to_float(uint16_t h);
 #if defined(__x86_64__) || defined(__i386__)
 void th_f16c_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y);
+void th_f16c_widen(const uint16_t *h, size_t n, float *out);
 #endif
 #if defined(__aarch64__)
 void th_neon_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y);
+void th_neon_widen(const uint16_t *h, size_t n, float *out);
 #endif
 
 /* The path the next call uses: "f16c" (x86 with AVX2, FMA and F16C), "neon" (aarch64) or "portable";
  * TRITBENCH_KERNEL=portable forces the portable one. */
 const char *th_kernel_name(void);
+/* Widens n halves on the same path: TernaryMatMul's float16 X (an attention output in an f16 KV graph). */
+void th_widen(const uint16_t *h, size_t n, float *out);
 int th_matmul(const float *x, size_t M, size_t K, const uint16_t *w, size_t N, float *y, tb_parallel_for pfor,
               void *runner);
 

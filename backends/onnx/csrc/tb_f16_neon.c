@@ -26,3 +26,9 @@ void th_neon_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t
         y[n] = acc;
     }
 }
+
+void th_neon_widen(const uint16_t *h, size_t n, float *out) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(out + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h + i))));
+    for (; i < n; i++) out[i] = th_half_to_float(h[i]);
+}

@@ -32,3 +32,10 @@ void th_f16c_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t
         y[n] = acc;
     }
 }
+
+void th_f16c_widen(const uint16_t *h, size_t n, float *out) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++) out[i] = _cvtsh_ss(h[i]);
+}

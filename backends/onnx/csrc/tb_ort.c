@@ -1,5 +1,6 @@
 /* The onnxruntime custom op tritbench.TernaryMatMul (opset 1):
- *   inputs  X float [..., K], packed uint8 [packed_size(K, N, packing)], scale float scalar
+ *   inputs  X float or float16 [..., K] (float16 is widened exactly first), packed uint8
+ *           [packed_size(K, N, packing)], scale float scalar
  *   attrs   K, N (int), packing ("tern2" | "tern1.67"), activation ("none" by default | "swiglu")
  *   output  Y float [..., N]; with activation "swiglu" (a fused gate|up layer, N even) Y float [..., N/2] =
  *           silu(Z[..., :N/2]) * Z[..., N/2:] of the product Z, one node where a graph would need Split,
@@ -156,7 +157,8 @@ static OrtStatus *tb_compute(void *kernel, OrtKernelContext *ctx) {
     if ((st = tb_describe(api, vw, &tw, &rw, dw))) return st;
     if ((st = tb_describe(api, vs, &ts, &rs, ds))) return st;
 
-    if (tx != TB_ELEM_FLOAT) return tb_error(api, "input X must be float32, got ", tb_elem_name(tx));
+    if (tx != TB_ELEM_FLOAT && tx != TB_ELEM_FLOAT16)
+        return tb_error(api, "input X must be float32 or float16, got ", tb_elem_name(tx));
     if (rx == 0) return tb_error(api, "input X must have rank >= 1 ([..., K]), got a scalar", NULL);
     if (dx[rx - 1] != k->K) {
         tb_shape_str(dx, rx, shape, sizeof shape);
@@ -198,12 +200,20 @@ static OrtStatus *tb_compute(void *kernel, OrtKernelContext *ctx) {
     const tb_kernels *kern = tb_select(detail, sizeof detail);
     if (!kern) return API(api, CreateStatus)(ORT_FAIL, detail);
     tb_ort_runner runner = {api, ctx};
-    float *z = py;
-    if (k->swiglu && !(z = malloc(M * (size_t)k->N * sizeof *z))) return tb_error(api, "out of memory", NULL);
-    int failed = tb_matmul(kern, px, M, (size_t)k->K, pw, k->packing, (size_t)k->N, *(const float *)ps, z,
+    float *x = px, *z = py;
+    if (tx == TB_ELEM_FLOAT16) { /* an f16 graph's activations (attention output): widened, exactly */
+        if (!(x = malloc(M * (size_t)k->K * sizeof *x))) return tb_error(api, "out of memory", NULL);
+        th_widen(px, M * (size_t)k->K, x);
+    }
+    if (k->swiglu && !(z = malloc(M * (size_t)k->N * sizeof *z))) {
+        if (x != px) free(x);
+        return tb_error(api, "out of memory", NULL);
+    }
+    int failed = tb_matmul(kern, x, M, (size_t)k->K, pw, k->packing, (size_t)k->N, *(const float *)ps, z,
                            tb_ort_parallel_for, &runner, detail, sizeof detail);
+    if (x != px) free(x);
     if (k->swiglu) {
-        if (!failed) tb_swiglu(z, M, (size_t)k->N / 2, py);
+        if (!failed) tb_swiglu(kern, z, M, (size_t)k->N / 2, py);
         free(z);
     }
     return failed ? tb_error(api, "", detail) : NULL;
