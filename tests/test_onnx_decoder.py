@@ -483,6 +483,22 @@ def test_op_profile_shares_of_a_decode_step():
         step_shares(events, 4)
 
 
+def test_bench_run_prints_a_profile_line_per_thread_count():
+    from types import SimpleNamespace
+
+    from tritbench.cli.run import model_checks
+
+    shares = {"by_op_type": {"TernaryMatMul": 0.9, "Cast": 0.05}, "matmul_ops": ["TernaryMatMul"],
+              "matmul_share": 0.9, "non_matmul_share": 0.1, "framework_share": 0.05, "steps": 4,
+              "op_clock": {"ops": ["TernaryMatMul", "F16MatMul"], "ops_share": 0.93, "non_matmul_share": 0.07,
+                           "steps": 4}}
+    records = [SimpleNamespace(backend={"name": "onnx"}, model={"name": "1b", "format": "tern2"},
+                               settings={"n_threads": t, "op_profile": shares}) for t in (1, 2)]
+    lines = model_checks(records)
+    assert [ln.split(":")[1].strip() for ln in lines] == ["onnx/1b/tern2 t1", "onnx/1b/tern2 t2"]
+    assert "unprofiled, 93.0% in TernaryMatMul + F16MatMul, 7.0% other, 4 steps" in lines[0]
+
+
 def test_op_clock_shares_of_unprofiled_steps():
     from tritbench.backends.onnx.profile import clock_shares
 
@@ -526,7 +542,7 @@ def test_bench_run_profiles_decode_steps_before_timing(tb_home, tmp_path):
     assert shares["steps"] == 6 and "TernaryMatMul" in shares["matmul_ops"] and "F16MatMul" in shares["matmul_ops"]
     assert sum(shares["by_op_type"].values()) + shares["framework_share"] == pytest.approx(1.0)
     assert {"GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= set(shares["by_op_type"])
-    assert "profile: onnx/tiny/tern2: a decode step is" in proc.stderr
+    assert "profile: onnx/tiny/tern2 t1: a decode step is" in proc.stderr
     clock = shares["op_clock"]  # the same number of unprofiled steps on the op library's own clock
     assert clock["steps"] == 6 and 0 < clock["ops_share"] < 1
     assert clock["non_matmul_share"] == pytest.approx(1 - clock["ops_share"])

@@ -207,8 +207,9 @@ def model_checks(records) -> list[str]:
             said = (f"{tokens['agreeing_prompts']} of {tokens['prompts']} seeded prompts agree"
                     if "prompts" in tokens else tokens.get("reason", ""))
             lines[label] = f"check: {label}: greedy tokens vs llama.cpp F16: {tokens['status']} ({said})"
-        if r.settings.get("op_profile"):
-            lines[label + "/profile"] = f"profile: {label}: {op_profile_line(r.settings['op_profile'])}"
+        if r.settings.get("op_profile"):  # profiled per thread count: one line each
+            at = f"{label} t{r.settings.get('n_threads')}"
+            lines[at + "/profile"] = f"profile: {at}: {op_profile_line(r.settings['op_profile'])}"
     return list(lines.values())
 
 
