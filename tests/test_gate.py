@@ -339,6 +339,24 @@ def test_windows_of_a_recording_give_false_alarms_and_power(tmp_path):
     assert two["A/A"]["gates"] == 2 and "windows of 32 consecutive rounds" in two["method"]
 
 
+def test_resampled_gates_of_a_recording(tmp_path):
+    """--resample: more gates than the recording has disjoint windows, reproducible by seed, and no confidence
+    bounds (the gates share rounds)."""
+    from tritbench.errors import ConfigError
+    from tritbench.execute.trials import evaluate
+
+    path = recording(tmp_path / "rec.jsonl", 40, 0.8)
+    out = evaluate(path, pairs=16, max_pairs=32, resample=30, block=4, seed=3)
+    assert out["A/A"]["gates"] == out["injected"]["gates"] == 30  # 40 rounds hold one window of 32
+    # a drawn gate may repeat a block, which the signed-rank test counts twice: an A/A alarm now and then
+    assert out["injected"]["regression"]["count"] == 30 and out["A/A"]["regression"]["count"] <= 3
+    assert out["injected"]["regression"]["ci95"] == [None, None]
+    assert out["method"].startswith("resampled: 30 gates of 32 rounds") and out["settings"]["block"] == 4
+    assert evaluate(path, pairs=16, max_pairs=32, resample=30, block=4, seed=3) == out
+    with pytest.raises(ConfigError, match="--block 41: the recording holds only 40 rounds"):
+        evaluate(path, pairs=16, max_pairs=32, resample=5, block=41)
+
+
 def test_gate_trials_evaluate_prints_the_table(tmp_path, monkeypatch, capsys):
     import tritbench.cli as cli
 

@@ -20,7 +20,7 @@ import typer
 from tritbench.cli import db as db_flags
 from tritbench.cli import run as flags
 from tritbench.cli.console import err, plain
-from tritbench.errors import BenchError
+from tritbench.errors import BenchError, ConfigError
 from tritbench.execute.gate import run_gate
 from tritbench.plan.ab import LOOK_FACTOR, GateConfig, fraction, parse_axis
 from tritbench.plan.suite import builtin_suite, make_config, read_suite
@@ -240,8 +240,13 @@ def trials_evaluate(
     alpha: Annotated[float, typer.Option("--alpha")] = 0.01,
     threshold: Annotated[str, typer.Option("--threshold")] = "5%",
     json_path: Annotated[str | None, typer.Option("--json")] = None,
+    resample: Annotated[int, typer.Option("--resample", help="Gates made of random blocks of rounds (0: disjoint "
+                                          "windows)")] = 0,
+    block: Annotated[int, typer.Option("--block", help="Consecutive rounds per block when resampling")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the resampling")] = 0,
 ) -> None:
-    """Apply the gate to disjoint windows of a recording: false alarms (A/A) and power (injected)."""
+    """Apply the gate to disjoint windows of a recording (or, with --resample, to gates drawn from it): false
+    alarms (A/A) and power (injected)."""
     from tritbench.errors import read_user_text
     from tritbench.execute.trials import evaluate
 
@@ -249,8 +254,11 @@ def trials_evaluate(
     g = GateConfig(parse_axis("env:X=a,b"), pairs=pairs, max_pairs=max_pairs or LOOK_FACTOR * pairs, alpha=alpha,
                    threshold=fraction(threshold, "--threshold"))
     g.validate()
+    if resample < 0 or block < 1:
+        raise ConfigError(f"--resample must be >= 0 and --block >= 1, got {resample} and {block}")
     try:
-        summary = evaluate(path, g.pairs, g.max_pairs, g.alpha, g.threshold, g.min_effect)
+        summary = evaluate(path, g.pairs, g.max_pairs, g.alpha, g.threshold, g.min_effect, resample=resample,
+                           block=block, seed=seed)
     except (ValueError, KeyError, TypeError) as exc:
         raise BenchError(f"{path} is not a gate-trials recording: {exc}") from None
     _print_trials(summary, json_path)

@@ -8,7 +8,10 @@ Two methods (the output says which figure comes from which):
   separate variant) and B (the injected slowdown) in a random order, written round by round to a JSONL file;
   the gate's decision rule is then applied to disjoint windows of consecutive rounds, in time order: A' vs A
   is an A/A gate, B vs A an injected one. Cheaper per gate (a round serves both), and each window sees the
-  load of its own stretch of time.
+  load of its own stretch of time;
+- resampling a recording (`evaluate --resample N`): N gates, each made of blocks of consecutive rounds drawn at
+  random (with replacement). It estimates rates at window sizes a recording holds too few disjoint windows of,
+  but its gates share rounds, so it gives no confidence bounds and is no substitute for independent gates.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from tritbench import machine, plugin
 from tritbench.analysis.gate import METRICS, clopper_pearson, gated_metrics, look, look_alphas, round_value
+from tritbench.errors import ConfigError
 from tritbench.execute.gate import case_name, run_gate
 from tritbench.execute.runner import Runner, VariantRun
 from tritbench.execute.session import RunEvents, check_context, ensure_models
@@ -78,10 +82,8 @@ def record(cfg: RunConfig, base: str, head: str, rounds: int, path: Path, seed: 
     return path
 
 
-def evaluate(path: Path, pairs: int, max_pairs: int, alpha: float = 0.01, threshold: float = 0.05,
-             min_effect: float = 0.01, metric: str = "auto") -> dict:
-    """The gate's decisions on disjoint windows of `max_pairs` consecutive rounds of a recording (first look
-    at `pairs`, the undecided continuing to `max_pairs`, as `bench gate` does), for A' vs A and B vs A."""
+def _rounds(path: Path) -> tuple[list[dict], list[str], int]:
+    """A recording's rounds in order (a round's lines merged), its cases and its thread count."""
     lines = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
     by_round: dict[int, dict] = {}
     threads = 1
@@ -91,40 +93,71 @@ def evaluate(path: Path, pairs: int, max_pairs: int, alpha: float = 0.01, thresh
         by_round[ln["round"]]["seconds"] += ln["seconds"]
         threads = ln.get("threads", threads)
     rounds = [by_round[r] for r in sorted(by_round)]
-    cases = sorted({c for rd in rounds for c in rd["values"]})
+    return rounds, sorted({c for rd in rounds for c in rd["values"]}), threads
+
+
+def _gate(window: list[dict], head: str, cases: list[str], gated: tuple, pairs: int, max_pairs: int,
+          alphas: tuple, threshold: float, min_effect: float) -> str:
+    """The gate's overall verdict on `window` (rounds in order) for `head` against A, with its two looks."""
+    series = {}
+    for c in cases:
+        usable = [rd["values"][c] for rd in window if {"A", head} <= set(rd["values"].get(c, {}))]
+        series[c] = {m: ([u["A"][m] for u in usable], [u[head][m] for u in usable]) for m in METRICS}
+    first = {c: {m: (b[:pairs], h[:pairs]) for m, (b, h) in s.items()} for c, s in series.items()}
+    decided = look(first, {c: gated for c in cases}, alphas[0], threshold, min_effect)
+    open_ = [c for c in cases if decided[c].verdict == "inconclusive"]
+    if open_ and max_pairs > pairs:
+        decided.update(look({c: series[c] for c in open_}, {c: gated for c in open_}, alphas[1], threshold,
+                            min_effect))
+    vs = [decided[c].verdict for c in cases]
+    return next((v for v in ("regression", "inconclusive") if v in vs), "pass")
+
+
+def evaluate(path: Path, pairs: int, max_pairs: int, alpha: float = 0.01, threshold: float = 0.05,
+             min_effect: float = 0.01, metric: str = "auto", resample: int = 0, block: int = 8,
+             seed: int = 0) -> dict:
+    """The gate's decisions on disjoint windows of `max_pairs` consecutive rounds of a recording (first look
+    at `pairs`, the undecided continuing to `max_pairs`, as `bench gate` does), for A' vs A and B vs A. With
+    `resample`, that many gates of `max_pairs` rounds made of random blocks of `block` consecutive rounds."""
+    rounds, cases, threads = _rounds(path)
     gated = gated_metrics(metric, threads)
     alphas = look_alphas(alpha, max_pairs > pairs)
+    if resample:
+        if len(rounds) < block:
+            raise ConfigError(f"--block {block}: the recording holds only {len(rounds)} rounds")
+        rng = random.Random(seed)
+        windows = []
+        for _ in range(resample):
+            window: list[dict] = []
+            while len(window) < max_pairs:
+                start = rng.randrange(len(rounds) - block + 1)
+                window += rounds[start:start + block]
+            windows.append(window[:max_pairs])
+        method = (f"resampled: {resample} gates of {max_pairs} rounds, each made of random blocks of {block} "
+                  f"consecutive rounds of one recording ({len(rounds)} rounds, {len(cases)} cases: "
+                  f"{', '.join(cases)}); the gates share rounds, so no confidence bounds")
+    else:
+        windows = [rounds[start:start + max_pairs] for start in range(0, len(rounds) - max_pairs + 1, max_pairs)]
+        method = (f"windows of {max_pairs} consecutive rounds of one recording ({len(rounds)} rounds, "
+                  f"{len(cases)} cases: {', '.join(cases)})")
     out = {}
     for name, head in (("A/A", "A'"), ("injected", "B")):
-        verdicts, seconds = [], []
-        for start in range(0, len(rounds) - max_pairs + 1, max_pairs):
-            window = rounds[start:start + max_pairs]
-            # a round ran three children (A, A', B); a gate runs two of them: two thirds of its time
-            seconds.append(sum(rd["seconds"] for rd in window) * 2 / 3)
-            series = {}
-            for c in cases:
-                usable = [rd["values"][c] for rd in window if {"A", head} <= set(rd["values"].get(c, {}))]
-                series[c] = {m: ([u["A"][m] for u in usable], [u[head][m] for u in usable]) for m in METRICS}
-            first = {c: {m: (b[:pairs], h[:pairs]) for m, (b, h) in s.items()} for c, s in series.items()}
-            decided = look(first, {c: gated for c in cases}, alphas[0], threshold, min_effect)
-            open_ = [c for c in cases if decided[c].verdict == "inconclusive"]
-            if open_ and max_pairs > pairs:
-                decided.update(look({c: series[c] for c in open_}, {c: gated for c in open_}, alphas[1], threshold,
-                                    min_effect))
-            vs = [decided[c].verdict for c in cases]
-            verdicts.append(next((v for v in ("regression", "inconclusive") if v in vs), "pass"))
+        verdicts = [_gate(w, head, cases, gated, pairs, max_pairs, alphas, threshold, min_effect) for w in windows]
+        # a round ran three children (A, A', B); a gate runs two of them: two thirds of its time
+        seconds = [sum(rd["seconds"] for rd in w) * 2 / 3 for w in windows]
         n = len(verdicts)
         out[name] = {"gates": n, "seconds_per_gate": sum(seconds) / n if n else None,
-                     **{v: _share(verdicts.count(v), n) for v in ("regression", "inconclusive", "pass")}}
-    out["method"] = (f"windows of {max_pairs} consecutive rounds of one recording ({len(rounds)} rounds, "
-                     f"{len(cases)} cases: {', '.join(cases)}); s per gate estimated as 2/3 of a window's time")
+                     **{v: _share(verdicts.count(v), n, bounds=not resample)
+                        for v in ("regression", "inconclusive", "pass")}}
+    out["method"] = method + "; s per gate estimated as 2/3 of a window's time"
     out["settings"] = {"pairs": pairs, "max_pairs": max_pairs, "alpha": alpha, "threshold": threshold,
-                       "min_effect": min_effect, "metric": list(gated)}
+                       "min_effect": min_effect, "metric": list(gated),
+                       **({"resample": resample, "block": block, "seed": seed} if resample else {})}
     return out
 
 
-def _share(k: int, n: int) -> dict:
-    lo, hi = clopper_pearson(k, n) if n else (None, None)
+def _share(k: int, n: int, bounds: bool = True) -> dict:
+    lo, hi = clopper_pearson(k, n) if n and bounds else (None, None)
     return {"count": k, "rate": k / n if n else None, "ci95": [lo, hi]}
 
 
