@@ -4,7 +4,7 @@
  *   attrs   K, N (int), packing ("tern2" | "tern1.67"), activation ("none" by default | "swiglu")
  *   output  Y float [..., N]; with activation "swiglu" (a fused gate|up layer, N even) Y float [..., N/2] =
  *           silu(Z[..., :N/2]) * Z[..., N/2:] of the product Z, one node where a graph would need Split,
- *           Sigmoid and two Muls (onnxruntime's time between nodes is a tenth of a decode step at batch 1)
+ *           Sigmoid and two Muls (onnxruntime spends 4-6 % of a 1b decode step between nodes at batch 1)
  * and tritbench.F16MatMul (opset 1), an F16 head that reads 2 bytes per weight (tb_f16.c):
  *   inputs  X float [..., K], W float16 [N, K]
  *   attrs   K, N (int)
