@@ -76,8 +76,8 @@ def fraction(text: str | float, name: str) -> float:
 
 # The second look runs to LOOK_FACTOR x --pairs. At this machine kind's noise (sd of a pair's log ratio 0.08 for
 # pp64 and 0.11-0.12 for tg32, 1 thread, tokens per CPU-second) an A/A gate of 32 -> 64 pairs could not rule out
-# a 5 % slowdown in 25 % of resampled gates; 32 -> 96 in 4 %, with most gates still ending at 32 pairs (issue 11's
-# note has the resampling and the recordings).
+# a 5 % slowdown in 25-32 % of resampled gates; 32 -> 96 in 4-16 % (quiet to busy), with most gates still ending at
+# 32 pairs (issue 11's note has the resampling and the recordings).
 LOOK_FACTOR = 3
 
 
