@@ -138,6 +138,7 @@ LAYERS = {
     "test_models_spec.py": "unit",
     "test_models_synth.py": "unit",
     "test_onnx_arm.py": "system",
+    "test_onnx_attention.py": "integration",  # the attention op in real onnxruntime sessions
     "test_onnx_baselines.py": "integration",
     "test_onnx_decoder.py": "integration",  # real onnxruntime sessions, llama.cpp and `bench run`
     "test_onnx_disasm.py": "system",

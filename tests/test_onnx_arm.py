@@ -78,3 +78,4 @@ def test_neon_is_bit_exact_in_onnxruntime(arm, cpu):
     for kernel in ("neon", "portable"):  # the F16 head's GEMV ran on each path, by its own name
         assert f"f16 {kernel} widening of every kind of half: ok" in proc.stdout, proc.stdout[-2000:]
         assert f"{kernel} swiglu: ok" in proc.stdout and f"{kernel} float16 X: ok" in proc.stdout, proc.stdout[-2000:]
+        assert f"{kernel} attention D=64: ok" in proc.stdout, proc.stdout[-2000:]

@@ -27,9 +27,10 @@ def preset_weights():
     return {name: weights.from_preset(name) for name in PRESETS}
 
 
-def runner_for(w, packing_name="tern2", *, max_len=64, kv_type="f32", all_logits=True, rotary_interleaved=None):
+def runner_for(w, packing_name="tern2", *, max_len=64, kv_type="f32", all_logits=True, rotary_interleaved=None,
+               attention="tritbench"):
     model = decoder.build_decoder(w, packing_name, max_len=max_len, kv_type=kv_type, all_logits=all_logits,
-                                  rotary_interleaved=rotary_interleaved)
+                                  rotary_interleaved=rotary_interleaved, attention=attention)
     return decoder.DecoderRunner(decoder.session_for(model, 1), w, max_len, kv_type, all_logits=all_logits)
 
 
@@ -83,13 +84,14 @@ def errors_along(w, pk, prompt, steps, **kw) -> tuple[list[float], list[int]]:
     return errors, ref.near_ties
 
 
+@pytest.mark.parametrize("attention", list(decoder.ATTENTIONS))
 @pytest.mark.parametrize("name", PRESETS)
 @pytest.mark.parametrize("pk", packing.PACKINGS)
-def test_decoder_matches_the_reference_through_the_kv_cache(preset_weights, name, pk):
-    """f32 KV, a trace without near ties: relative error <= 1e-4 at every position."""
+def test_decoder_matches_the_reference_through_the_kv_cache(preset_weights, name, pk, attention):
+    """f32 KV, a trace without near ties: relative error <= 1e-4 at every position, with either attention op."""
     w = preset_weights[name]
     prompt, steps = tie_free_trace(w, 12, 8)
-    errors, ties = errors_along(w, pk, prompt, steps)
+    errors, ties = errors_along(w, pk, prompt, steps, attention=attention)
     assert not ties and len(errors) == 20 and max(errors) <= 1e-4, errors
 
 
@@ -112,14 +114,15 @@ def test_near_tie_rows():
     assert reference.near_tie_rows(x, 8).tolist() == [True, False, True]
 
 
-def test_f16_kv_is_close_and_a_wrong_rope_layout_is_not(preset_weights):
+@pytest.mark.parametrize("attention", list(decoder.ATTENTIONS))
+def test_f16_kv_is_close_and_a_wrong_rope_layout_is_not(preset_weights, attention):
     """The load-time check's loose limit passes the f16 decoder and fails a wrong RoPE pairing."""
     from tritbench.backends.onnx.generation import LOOSE_LIMIT
 
     w = preset_weights["tiny"]
     prompt, steps = trace(w.vocab, 8, 4, seed=2)
     for interleaved, ok in ((None, True), (False, False)):
-        run = runner_for(w, kv_type="f16", all_logits=False, rotary_interleaved=interleaved)
+        run = runner_for(w, kv_type="f16", all_logits=False, rotary_interleaved=interleaved, attention=attention)
         ref = reference.ReferenceDecoder(w, 64, kv_type="f16")
         got, want = [run.run(prompt)[-1]], [ref.run(prompt)[-1]]
         for t in steps:
@@ -185,10 +188,11 @@ def test_linear_layers_are_held_in_two_bits(preset_weights):
     assert np.array_equal(weights.Ternary.concat(parts, 1.0).t, np.concatenate([p.t for p in parts], axis=1))
 
 
+@pytest.mark.parametrize("attention", list(decoder.ATTENTIONS))
 @pytest.mark.parametrize("kv_type", ["f16", "f32"])
-def test_kv_cache_is_allocated_once_and_shared_by_past_and_present(preset_weights, kv_type):
+def test_kv_cache_is_allocated_once_and_shared_by_past_and_present(preset_weights, kv_type, attention):
     w = preset_weights["tiny"]
-    run = runner_for(w, max_len=32, kv_type=kv_type, all_logits=False)
+    run = runner_for(w, max_len=32, kv_type=kv_type, all_logits=False, attention=attention)
     ptrs = [v.data_ptr() for v in run.kv]
     assert len(ptrs) == 2 * w.layers and run.kv[0].shape() == [1, w.kv_heads, 32, w.head_dim]
     run.run([1, 5, 6])
@@ -445,6 +449,7 @@ def test_bench_run_runs_the_decoder(tb_home, tmp_path):
         assert r["status"] == "ok" and r["backend"]["name"] == "onnx" and r["model"]["name"] == "tiny"
         st, m = r["settings"], r["metrics"]
         assert st["packing"] == r["model"]["format"] and st["kv_type"] == "f16"
+        assert st["attention"].startswith("tritbench.GroupQueryAttention")
         assert st["parity_check"]["passed"] and st["bytes_per_token"]["ternary_weights"] > 0
         assert m["tokens_per_s"]["median"] > 0 and m["memory"]["mmap"] is True
         if r["workload"]["name"] == "pp16":
@@ -534,11 +539,12 @@ def test_bench_run_profiles_decode_steps_before_timing(tb_home, tmp_path):
     out, tmp = tmp_path / "res", tmp_path / "tmp"
     tmp.mkdir()
     proc = run_bench(["run", "-b", "onnx", "-m", "tiny", "-f", "tern2", "-w", "tg", "-n", "4", "-t", "1", "-r", "1",
-                      "--warmups", "0", "--energy", "none", "--opt", "op_profile=6", "--out", str(out)], tb_home,
-                     TMPDIR=str(tmp))
+                      "--warmups", "0", "--energy", "none", "--opt", "op_profile=6", "--opt", "op_profile_depth=40",
+                      "--out", str(out)], tb_home, TMPDIR=str(tmp))
     assert proc.returncode == 0, proc.stderr
     (rec,) = read_jsonl(out)
     shares = rec["settings"]["op_profile"]
+    assert shares["depth"] == 41 and "profiled steps from depth 41" in " ".join(proc.stderr.split())
     assert shares["steps"] == 6 and "TernaryMatMul" in shares["matmul_ops"] and "F16MatMul" in shares["matmul_ops"]
     assert sum(shares["by_op_type"].values()) + shares["framework_share"] == pytest.approx(1.0)
     assert {"GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= set(shares["by_op_type"])
@@ -560,6 +566,11 @@ def test_bench_run_refuses_what_the_decoder_cannot_run(tb_home, tiny_models, tmp
                       str(tmp_path / "a")], tb_home)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and lines == ["bench: error: option kv_type takes a KV type (f16 or f32), got 'bf16'"]
+    proc = run_bench(["run", "-b", "onnx", "-m", "tiny", "-f", "tern2", "-p", "8", "--opt", "attention=flash",
+                      "--out", str(tmp_path / "a")], tb_home)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and lines == [
+        "bench: error: option attention takes a choice of attention op (tritbench or onnxruntime), got 'flash'"], lines
     # a GGUF whose linear layers are not ternary: a failed record that names the tensor
     out = tmp_path / "b"
     proc = run_bench(["run", "-b", "onnx", "-m", str(tiny_models["q4_0"]), "-f", "tern2", "-p", "8", "-n", "0", "-t",

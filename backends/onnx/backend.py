@@ -43,6 +43,18 @@ class KvType(str):
 KvType.__name__ = "KV type (f16 or f32)"  # what Option's error message names
 
 
+class Attention(str):
+    """The decoder's attention op: tritbench (the op library's) or onnxruntime (com.microsoft's)."""
+
+    def __new__(cls, value):
+        if value not in ("tritbench", "onnxruntime"):
+            raise ValueError(value)
+        return super().__new__(cls, value)
+
+
+Attention.__name__ = "choice of attention op (tritbench or onnxruntime)"
+
+
 def _model(fmt: str, t: np.ndarray, scale: float, M: int, options: dict):
     from tritbench.backends.onnx import graphs
 
@@ -124,11 +136,16 @@ class OnnxBackend:
         "accuracy_level": Option(int, 4, "MatMulNBits accuracy_level (4: int8 activations, its fast path)"),
         "nbits_block": Option(int, 32, "MatMulNBits block size", minimum=16),
         "kv_type": Option(KvType, "f16", "decoder KV cache element type: f16 or f32"),
+        "attention": Option(Attention, "tritbench", "decoder attention: tritbench (the op library's "
+                            "GroupQueryAttention, the cache read once per kv head) or onnxruntime (com.microsoft's)"),
         "n_ctx": Option(int, None, "decoder KV cache positions (default: depth + n_prompt + n_gen of the largest "
                         "workload)", minimum=1),
         "op_profile": Option(int, None, "decoder: profile this many decode steps with onnxruntime's profiler "
                              "before timing (untimed); records settings.op_profile, the time share of each op type",
                              minimum=1),
+        "op_profile_depth": Option(int, 0, "decoder: KV cache depth the profiled steps start from (filled with "
+                                   "seeded tokens, untimed), to see where a deep decode step's time goes",
+                                   minimum=0),
     }
 
     def info(self) -> dict:

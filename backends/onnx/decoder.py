@@ -5,8 +5,12 @@ The graph follows the structure onnxruntime-genai's model builder emits for llam
 `SkipSimplifiedLayerNormalization` (its fourth output, input + skip, is the next residual), Q|K|V and
 gate|up fused into one `TernaryMatMul` each where their scales are equal (else one op each and a Concat),
 `GroupQueryAttention` with rotary inside (cos/sin caches as initializers), SiLU as `Sigmoid` + `Mul`, a
-final norm and the head. Inputs and outputs carry genai's names: `input_ids`, `attention_mask`,
-`past_key_values.N.key/value`, `logits`, `present.N.key/value`.
+final norm and the head. The attention node is the op library's `tritbench.GroupQueryAttention` by default
+(the same inputs, outputs and attributes as `com.microsoft`'s, for the subset used here; it reads f16 or f32
+cache rows in place once per kv head, where onnxruntime's CPU kernel took 3-4x that time at depth 1024), or
+onnxruntime's own (`attention="onnxruntime"`), whose f16 cache needs Q|K|V cast to f16. Inputs and outputs
+carry genai's names: `input_ids`, `attention_mask`, `past_key_values.N.key/value`, `logits`,
+`present.N.key/value`.
 
 The head: an F16 output tensor (or the F16 embedding a bitnet head is tied to) runs through the op library's
 `tritbench.F16MatMul` (an F16 GEMV with F16C/FMA on x86, 2 bytes per weight as in llama.cpp; onnxruntime has
@@ -34,6 +38,10 @@ MODEL_FILE, DATA_FILE = "decoder.onnx", "decoder.data"
 DATA_ALIGN = 4096  # each external tensor starts on a page, so onnxruntime can map it
 F16_OP = "F16MatMul"
 Q8_BLOCK = 32
+ATTENTIONS = {
+    "tritbench": "tritbench.GroupQueryAttention: the cache read in place once per kv head, float32 scores",
+    "onnxruntime": "com.microsoft.GroupQueryAttention (onnxruntime's CPU kernel)",
+}
 HEAD_COMPUTE = {
     "f16": "tritbench.F16MatMul: F16 weights (2 bytes each, as llama.cpp reads them), fp32 products and sums",
     "q8_0": f"com.microsoft.MatMulNBits bits=8 block={Q8_BLOCK} accuracy_level=4: the Q8_0 head's weights exactly "
@@ -148,21 +156,24 @@ def _fused_bitlinear(g: _Graph, parts: list[Ternary], packing: str, x: str, pref
 
 def build_decoder(w: DecoderWeights, packing: str = "tern2", *, max_len: int, kv_type: str = "f16",
                   all_logits: bool = False, rotary_interleaved: bool | None = None,
-                  folder: str | None = None) -> onnx.ModelProto:
+                  folder: str | None = None, attention: str = "tritbench") -> onnx.ModelProto:
     """The decoder graph of `w` with linear layers in `packing`, RoPE caches for `max_len` positions.
 
     `all_logits` False gives the logits of the last position only ([batch, 1, vocab], as llama.cpp computes
     for a batch), True of every position. `rotary_interleaved` None takes the architecture's layout. With
     `folder`, every initializer is written to DATA_FILE there as it is packed and the graph refers to it (a
-    model's packed weights are never all in memory at once); session_for(..., folder=) loads it from there."""
+    model's packed weights are never all in memory at once); session_for(..., folder=) loads it from there.
+    `attention` is a key of ATTENTIONS."""
     if folder is None:
-        return _build(w, packing, max_len, kv_type, all_logits, rotary_interleaved, None)
+        return _build(w, packing, max_len, kv_type, all_logits, rotary_interleaved, attention, None)
     with open(os.path.join(folder, DATA_FILE), "wb") as data:
-        return _build(w, packing, max_len, kv_type, all_logits, rotary_interleaved, data)
+        return _build(w, packing, max_len, kv_type, all_logits, rotary_interleaved, attention, data)
 
 
 def _build(w: DecoderWeights, packing: str, max_len: int, kv_type: str, all_logits: bool,
-           rotary_interleaved: bool | None, data) -> onnx.ModelProto:
+           rotary_interleaved: bool | None, attention: str, data) -> onnx.ModelProto:
+    if attention not in ATTENTIONS:
+        raise DecoderError(f"unknown attention {attention!r} (known: {', '.join(ATTENTIONS)})")
     if packing not in (*PACKINGS, NBITS):
         raise DecoderError(f"unknown packing {packing!r} (known: {', '.join((*PACKINGS, NBITS))})")
     if kv_type not in KV_TYPES:
@@ -172,7 +183,8 @@ def _build(w: DecoderWeights, packing: str, max_len: int, kv_type: str, all_logi
         rotary_interleaved = default_rotary_interleaved(w.arch)
     hd, kvh = w.head_dim, w.kv_heads
     g = _Graph(data)
-    f16 = kv_type == "f16"
+    ours = attention == "tritbench"
+    f16_attn = kv_type == "f16" and not ours  # onnxruntime's attention on an f16 cache takes and gives f16
 
     embd = g.init("model.embed_tokens.weight", w.embd.astype(np.float16) if w.embd_type == "F16" else w.embd)
     h = g.node("Gather", [embd, "input_ids"], ["/model/embed_tokens/out"], "/model/embed_tokens/Gather")[0]
@@ -188,8 +200,9 @@ def _build(w: DecoderWeights, packing: str, max_len: int, kv_type: str, all_logi
     tot64 = g.node("Gather", [shape, one], ["/model/attn_mask/total64"], "/model/attn_mask/Gather", axis=0)[0]
     total_len = g.node("Cast", [tot64], ["total_seq_len"], "/model/attn_mask/Cast_total", to=TensorProto.INT32)[0]
     cos, sin = rope_cache(max_len, hd, w.rope_base)
-    cos_name = g.init("cos_cache", cos.astype(kv_np))
-    sin_name = g.init("sin_cache", sin.astype(kv_np))
+    rope_np = np.float32 if ours else kv_np
+    cos_name = g.init("cos_cache", cos.astype(rope_np))
+    sin_name = g.init("sin_cache", sin.astype(rope_np))
 
     residual, pending = h, None
     for i, b in enumerate(w.blocks):
@@ -205,16 +218,16 @@ def _build(w: DecoderWeights, packing: str, max_len: int, kv_type: str, all_logi
                 f"{p}/input_layernorm/SkipLayerNorm", "com.microsoft", epsilon=w.eps)
         lin = b.linear
         qkv = _fused_bitlinear(g, [lin["attn_q"], lin["attn_k"], lin["attn_v"]], packing, x, f"{p}/attn/qkv_proj")
-        if f16:
+        if f16_attn:
             qkv = g.node("Cast", [qkv], [f"{p}/attn/qkv_f16"], f"{p}/attn/Cast_qkv", to=TensorProto.FLOAT16)[0]
         attn = g.node("GroupQueryAttention",
                       [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens_k, total_len,
                        cos_name, sin_name],
                       [f"{p}/attn/out", f"present.{i}.key", f"present.{i}.value"], f"{p}/attn/GroupQueryAttention",
-                      "com.microsoft", num_heads=w.heads, kv_num_heads=kvh, do_rotary=1,
+                      DOMAIN if ours else "com.microsoft", num_heads=w.heads, kv_num_heads=kvh, do_rotary=1,
                       rotary_interleaved=int(rotary_interleaved))[0]
         # the op widens an f16 X itself (exactly, as Cast would); the sub-norm and MatMulNBits want float32
-        if f16 and (b.attn_sub_norm is not None or packing == NBITS):
+        if f16_attn and (b.attn_sub_norm is not None or packing == NBITS):
             attn = g.node("Cast", [attn], [f"{p}/attn/out_f32"], f"{p}/attn/Cast_out", to=TensorProto.FLOAT)[0]
         if b.attn_sub_norm is not None:
             sub = g.init(f"model.layers.{i}.attn.sub_norm.weight", b.attn_sub_norm)
@@ -284,6 +297,7 @@ def _build(w: DecoderWeights, packing: str, max_len: int, kv_type: str, all_logi
     model = helper.make_model(graph, opset_imports=opsets, producer_name="tritbench")
     model.ir_version = IR_VERSION
     helper.set_model_props(model, {"format": f"ternary-{packing}", "architecture": w.arch, "kv_type": kv_type,
+                                   "attention": ATTENTIONS[attention],
                                    "rotary_interleaved": str(int(rotary_interleaved)),
                                    "head": HEAD_COMPUTE[head_type],
                                    "source": w.source})

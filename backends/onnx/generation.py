@@ -95,12 +95,14 @@ class OnnxDecoderSession:
                              "(depth + prompt + generation)")
         ctx = int(want_ctx or n_ctx)
         profile_steps = options.get("op_profile")
-        ctx = max(ctx, CHECK_PROMPT + CHECK_STEPS, 1 + (profile_steps or 0))
+        profile_depth = int(options.get("op_profile_depth") or 0) if profile_steps else 0
+        ctx = max(ctx, CHECK_PROMPT + CHECK_STEPS, 1 + profile_depth + (profile_steps or 0))
         w = weights.from_gguf(model_path)
         packing = packing or packing_for(w.linear_type)  # the planned format; else what the file's type reads best
         # onnxruntime maps the weights from the written file; the mapping outlives the deleted file
         with tempfile.TemporaryDirectory(prefix="tritbench-decoder-") as folder:
-            model = decoder.build_decoder(w, packing, max_len=ctx, kv_type=kv_type, folder=folder)
+            attention = str(options.get("attention") or "tritbench")
+            model = decoder.build_decoder(w, packing, max_len=ctx, kv_type=kv_type, folder=folder, attention=attention)
             self.session = decoder.session_for(
                 model, n_threads, folder=folder,
                 profile_prefix=os.path.join(tempfile.gettempdir(), "tritbench-op-profile") if profile_steps else None)
@@ -111,12 +113,13 @@ class OnnxDecoderSession:
             err = max(self.check["rel_errors"])
             raise weights.DecoderError(f"the decoder does not compute the model: relative error {err:.3g} "
                                        "against the float64 reference")
-        shares = self._profile(w, profile_steps) if profile_steps else None
+        shares = self._profile(w, profile_steps, profile_depth) if profile_steps else None
         self.n_vocab, self.bos_token = w.vocab, w.bos_token
         self._settings = {
             "n_threads": n_threads,
             "n_ctx": self.runner.n_ctx,
             "kv_type": kv_type,
+            "attention": decoder.ATTENTIONS[attention],
             "packing": packing,
             "kernel_path": "onnxruntime MatMulNBits" if packing == decoder.NBITS else native.kernel_name(),
             "onnxruntime": ort.__version__,
@@ -133,15 +136,16 @@ class OnnxDecoderSession:
         del w
         release_freed_memory()
 
-    def _profile(self, w: weights.DecoderWeights, steps: int) -> dict:
-        """Time shares of `steps` decode steps from depth 1 (after one prompt token) under onnxruntime's
-        profiler, then profiling off and as many steps on the op library's own clock: the timed runs that
-        follow are neither profiled nor clocked."""
+    def _profile(self, w: weights.DecoderWeights, steps: int, depth: int) -> dict:
+        """Time shares of `steps` decode steps from depth 1 + `depth` (a prompt of one token and `depth` seeded
+        ones) under onnxruntime's profiler, then profiling off and as many steps on the op library's own
+        clock: the timed runs that follow are neither profiled nor clocked."""
         from tritbench.backends.onnx import native
 
         rng = np.random.default_rng(CHECK_SEED)
+        prompt = [w.bos_token if w.bos_token is not None else 0, *rng.integers(0, w.vocab, depth).tolist()]
         self.runner.reset()
-        self.runner.run([w.bos_token if w.bos_token is not None else 0], read=False)
+        self.runner.run(prompt, read=False)
         for t in rng.integers(0, w.vocab, steps).tolist():
             self.runner.run([t], read=False)
         path = self.session.end_profiling()
@@ -151,9 +155,10 @@ class OnnxDecoderSession:
         finally:
             os.unlink(path)
         shares = profile.step_shares(events, steps)
+        shares["depth"] = len(prompt)  # KV depth before the first profiled step
         # the same steps again, unprofiled, on the op library's own clock
         self.runner.reset()
-        self.runner.run([w.bos_token if w.bos_token is not None else 0], read=False)
+        self.runner.run(prompt, read=False)
         step_ns = []
         native.op_clock_start()
         try:

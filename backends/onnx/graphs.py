@@ -96,6 +96,26 @@ def ternary_matmul_model(t: np.ndarray, scale: float, packing: str, M: Dims = No
     return _model([node], [x], [y], inits, _ternary_metadata(packing), custom=True)
 
 
+def attention_model(num_heads: int, kv_num_heads: int, positions: int, cos: np.ndarray, sin: np.ndarray,
+                    kv_type: str, **attrs) -> onnx.ModelProto:
+    """One tritbench.GroupQueryAttention node: inputs q (packed Q|K|V, float32), pk and pv (the caches: float16
+    for kv_type "f16", else float32, `positions` long), sk (seqlens_k) and tot (total_sequence_length);
+    outputs o, k and v; cos and sin caches as initializers; attrs as the node's attributes."""
+    elem = TensorProto.FLOAT16 if kv_type == "f16" else TensorProto.FLOAT
+    node = helper.make_node("GroupQueryAttention", ["q", "", "", "pk", "pv", "sk", "tot", "cos", "sin"],
+                            ["o", "k", "v"], domain=DOMAIN, num_heads=num_heads, kv_num_heads=kv_num_heads, **attrs)
+    cache = ["B", kv_num_heads, positions, None]
+    inputs = [helper.make_tensor_value_info("q", TensorProto.FLOAT, ["B", "S", None]),
+              helper.make_tensor_value_info("pk", elem, cache), helper.make_tensor_value_info("pv", elem, cache),
+              helper.make_tensor_value_info("sk", TensorProto.INT32, ["B"]),
+              helper.make_tensor_value_info("tot", TensorProto.INT32, [])]
+    outputs = [helper.make_tensor_value_info(name, t, None)
+               for name, t in (("o", TensorProto.FLOAT), ("k", elem), ("v", elem))]
+    inits = [numpy_helper.from_array(np.asarray(cos, np.float32), "cos"),
+             numpy_helper.from_array(np.asarray(sin, np.float32), "sin")]
+    return _model([node], inputs, outputs, inits, {"op": "tritbench.GroupQueryAttention"}, custom=True)
+
+
 def ternary_stack_model(layers: Sequence[tuple[np.ndarray, float]], packing: str, M: Dims = None) -> onnx.ModelProto:
     """A chain of BitLinears (e.g. FFN up -> down): layer i's N must equal layer i+1's K."""
     if not layers:

@@ -34,16 +34,19 @@ def op_matmul(x: np.ndarray, lin: Ternary) -> np.ndarray:
     return (acc.astype(np.float32) * rescale[:, None]).astype(np.float64)
 
 
-def near_tie_rows(x: np.ndarray, ulps: float) -> np.ndarray:
+def near_tie_rows(x: np.ndarray, ulps: float, row_scale: bool = False) -> np.ndarray:
     """Rows of x [n, K] where some x * (127 / absmax) lies within `ulps` float32 ulps of a rounding boundary
     (k + 1/2): there a float32 graph whose inputs differ from this reference's by a few ulps may round the
-    other way, a legitimate difference of one quantization step that later layers amplify."""
+    other way, a legitimate difference of one quantization step that later layers amplify. `row_scale` counts
+    ulps of the row's largest value (127) rather than of each element: for an input whose float32 error
+    follows the row's magnitude, as attention's weighted sums of value rows do."""
     xf = np.asarray(x, np.float32)
     absmax = np.abs(xf).max(axis=-1)
     inv = (np.float32(127) / np.where(absmax > 0, absmax, np.float32(1))).astype(np.float32)
     v = (xf * inv[:, None]).astype(np.float32)
     dist = np.abs(np.abs(v.astype(np.float64) - np.floor(v)) - 0.5)
-    return ((dist <= ulps * np.spacing(np.abs(v)).astype(np.float64)) & (np.abs(v) < 127)).any(axis=-1)
+    ulp = np.spacing(np.float32(127)) if row_scale else np.spacing(np.abs(v))
+    return ((dist <= ulps * ulp.astype(np.float64)) & (np.abs(v) < 127)).any(axis=-1)
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
@@ -64,6 +67,46 @@ def rope(x: np.ndarray, positions: np.ndarray, cos: np.ndarray, sin: np.ndarray,
     return out
 
 
+def rotate32(x: np.ndarray, c: np.ndarray, s: np.ndarray, interleaved: bool) -> np.ndarray:
+    """tritbench.GroupQueryAttention's rotation, in float32 as it computes it: x [..., D] with its first
+    2 * c.shape[-1] dimensions rotated by c/s [..., rot / 2]; the rest unchanged."""
+    y, half = x.copy(), c.shape[-1]
+    x0, x1 = (x[..., 0:2 * half:2], x[..., 1:2 * half:2]) if interleaved else (x[..., :half], x[..., half:2 * half])
+    ra, rb = x0 * c - x1 * s, x0 * s + x1 * c
+    if interleaved:
+        y[..., 0:2 * half:2], y[..., 1:2 * half:2] = ra, rb
+    else:
+        y[..., :half], y[..., half:2 * half] = ra, rb
+    return y
+
+
+def group_query_attention(qkv: np.ndarray, past_k: np.ndarray, past_v: np.ndarray, past: list[int], heads: int,
+                          cos: np.ndarray, sin: np.ndarray, interleaved: bool,
+                          scale: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What tritbench.GroupQueryAttention computes for packed qkv [B, S, (H + 2 KVH) D] whose row b starts at
+    position past[b] of caches [B, KVH, P, D]: the caches after the call (new K rows rotated in float32, then
+    rounded to the caches' type, exactly as the op stores them) and the output [B, S, H D] in float64."""
+    B, S, _ = qkv.shape
+    kvh, D = past_k.shape[1], past_k.shape[3]
+    group, k, v = heads // kvh, past_k.copy(), past_v.copy()
+    scale = 1 / np.sqrt(D) if scale is None else scale
+    out = np.zeros((B, S, heads * D))
+    for b in range(B):
+        pos = past[b] + np.arange(S)
+        c, s = cos[pos][:, None], sin[pos][:, None]
+        parts = qkv[b].reshape(S, heads + 2 * kvh, D)
+        k[b, :, pos] = rotate32(parts[:, heads:heads + kvh], c, s, interleaved).astype(k.dtype)
+        v[b, :, pos] = parts[:, heads + kvh:].astype(v.dtype)
+        q = rotate32(parts[:, :heads], c, s, interleaved).astype(np.float64)
+        for i in range(S):
+            for h in range(heads):
+                keys, vals = (cache[b, h // group, :pos[i] + 1].astype(np.float64) for cache in (k, v))
+                z = keys @ q[i, h] * scale
+                p = np.exp(z - z.max())
+                out[b, i, h * D:(h + 1) * D] = p / p.sum() @ vals
+    return k, v, out
+
+
 class ReferenceDecoder:
     """The decoder of `w` in float64 with its own KV cache: `run(tokens)` feeds the next positions and
     returns the logits of every one of them. `kv_type="f16"` rounds K and V (and Q) to float16 as they enter
@@ -82,8 +125,8 @@ class ReferenceDecoder:
         self.pos = 0
         self.near_ties: list[int] = []  # positions where an op input is near a rounding tie (near_tie_rows)
 
-    def _op(self, x: np.ndarray, lin: Ternary, positions: np.ndarray) -> np.ndarray:
-        self.near_ties += positions[near_tie_rows(x, self.tie_ulps)].tolist()
+    def _op(self, x: np.ndarray, lin: Ternary, positions: np.ndarray, row_scale: bool = False) -> np.ndarray:
+        self.near_ties += positions[near_tie_rows(x, self.tie_ulps, row_scale)].tolist()
         return op_matmul(x, lin)
 
     def _round(self, x: np.ndarray) -> np.ndarray:
@@ -114,7 +157,7 @@ class ReferenceDecoder:
             attn = np.einsum("hqk,khd->qhd", probs, values).reshape(n, w.hidden)
             if b.attn_sub_norm is not None:
                 attn = rms_norm(attn, b.attn_sub_norm, w.eps)
-            x = x + self._op(attn, b.linear["attn_output"], positions)
+            x = x + self._op(attn, b.linear["attn_output"], positions, row_scale=True)
             h = rms_norm(x, b.ffn_norm, w.eps)
             gate, up = self._op(h, b.linear["ffn_gate"], positions), op_matmul(h, b.linear["ffn_up"])
             m = gate / (1 + np.exp(-gate)) * up

@@ -220,7 +220,8 @@ def op_profile_line(shares: dict) -> str:
     rest = [f"{op} {s:.1%}" for op, s in ops.items() if op not in shares["matmul_ops"]][:3]
     rest.append(f"between nodes {shares['framework_share']:.1%}")
     line = (f"a decode step is {shares['matmul_share']:.1%} matmul ({matmul}), {shares['non_matmul_share']:.1%} "
-            f"other ({', '.join(rest)}), {shares['steps']} profiled steps")
+            f"other ({', '.join(rest)}), {shares['steps']} profiled steps" +
+            (f" from depth {shares['depth']}" if shares.get("depth", 1) > 1 else ""))
     clock = shares.get("op_clock")
     if clock:  # unprofiled steps on the op library's own clock
         mine = " + ".join(clock["ops"])

@@ -1,7 +1,7 @@
 """Run inside the emulated aarch64 Python: load the aarch64 build of the op in onnxruntime and compare
 every kernel path with the int64 numpy reference, bit for bit; then the F16 GEMV (the decoder's F16 head) on
-the same path names: every half widened exactly, sums within float32 rounding of float64. Prints one line per
-check, then 'all ok'.
+the same path names: every half widened exactly, sums within float32 rounding of float64; then the attention
+op on an f16 cache. Prints one line per check, then 'all ok'.
 
 Usage: python guest_check.py LIBRARY KERNEL[,KERNEL...]
 """
@@ -14,8 +14,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from tritbench.backends.onnx.graphs import ternary_matmul_model
+from tritbench.backends.onnx.graphs import attention_model, ternary_matmul_model
 from tritbench.backends.onnx.packing import PACKINGS, reference_matmul
+from tritbench.backends.onnx.reference import group_query_attention
 
 SHAPES = [(1, 256, 64), (3, 100, 33), (8, 520, 130), (1, 4099, 7)]
 
@@ -89,6 +90,38 @@ def float_work_checks(lib: str, kernel: str, rng) -> int:
     return int(not ok) + int(not same)
 
 
+def attention_checks(lib: str, kernel: str, rng) -> int:
+    """tritbench.GroupQueryAttention on an f16 cache, in place: the rows it writes bit for bit, its output within
+    float32 rounding of float64; head size 64 (this path's row loops) and 36 (the portable fallback)."""
+    failures = 0
+    for D, rot_half in ((64, 32), (36, 8)):
+        H, KVH, P, past, S = 4, 2, 16, [5], 3
+        cos, sin = rng.uniform(-1, 1, (2, P, rot_half)).astype(np.float32)
+        sess = session(attention_model(H, KVH, P, cos, sin, "f16", do_rotary=1, rotary_interleaved=1), lib)
+        qkv = rng.standard_normal((1, S, (H + 2 * KVH) * D)).astype(np.float32)
+        pk, pv = rng.standard_normal((2, 1, KVH, P, D)).astype(np.float16)
+        want_k, want_v, want_o = group_query_attention(qkv, pk, pv, past, H, cos, sin, True)
+        k, v = (ort.OrtValue.ortvalue_from_shape_and_type(c.shape, c.dtype) for c in (pk, pv))
+        k.update_inplace(pk)
+        v.update_inplace(pv)
+        bind = sess.io_binding()
+        bind.bind_cpu_input("q", qkv)
+        bind.bind_ortvalue_input("pk", k)
+        bind.bind_ortvalue_input("pv", v)
+        bind.bind_cpu_input("sk", np.array([past[0] + S - 1], np.int32))
+        bind.bind_cpu_input("tot", np.array(past[0] + S, np.int32))
+        bind.bind_output("o")
+        bind.bind_ortvalue_output("k", k)
+        bind.bind_ortvalue_output("v", v)
+        sess.run_with_iobinding(bind)
+        o = bind.get_outputs()[0].numpy()
+        ok = (np.array_equal(k.numpy(), want_k) and np.array_equal(v.numpy(), want_v) and
+              bool(np.abs(o - want_o).max() <= 2e-6 * np.abs(want_o).max()))
+        failures += not ok
+        print(f"{kernel} attention D={D}: {'ok' if ok else 'MISMATCH'}", flush=True)
+    return failures
+
+
 def main(lib: str, kernels: list[str]) -> int:
     rng = np.random.default_rng(0)
     failures = 0
@@ -104,6 +137,7 @@ def main(lib: str, kernels: list[str]) -> int:
                 failures += not ok
                 print(f"{kernel} {packing} M={M} K={K} N={N}: {'ok' if ok else 'MISMATCH'}", flush=True)
         failures += float_work_checks(lib, kernel, rng) + f16_checks(lib, kernel, rng)
+        failures += attention_checks(lib, kernel, rng)
     print("all ok" if not failures else f"{failures} mismatches")
     return 1 if failures else 0
 

@@ -26,8 +26,8 @@ typedef struct OrtApiBase {
 } OrtApiBase;
 
 enum { ORT_OK = 0, ORT_FAIL = 1, ORT_INVALID_ARGUMENT = 2, ORT_RUNTIME_EXCEPTION = 6 };
-enum { TB_ELEM_UNDEFINED = 0, TB_ELEM_FLOAT = 1, TB_ELEM_UINT8 = 2 };
-enum { TB_INPUT_OUTPUT_REQUIRED = 0 };
+enum { TB_ELEM_UNDEFINED = 0, TB_ELEM_FLOAT = 1, TB_ELEM_UINT8 = 2, TB_ELEM_INT32 = 6, TB_ELEM_FLOAT16 = 10 };
+enum { TB_INPUT_OUTPUT_REQUIRED = 0, TB_INPUT_OUTPUT_OPTIONAL = 1 };
 enum { TB_MEM_TYPE_DEFAULT = 0 };
 
 /* Slots of the OrtApi table used here. */
@@ -42,6 +42,7 @@ enum {
     SLOT_GetDimensionsCount = 61,
     SLOT_GetDimensions = 62,
     SLOT_GetTensorTypeAndShape = 65,
+    SLOT_KernelInfoGetAttribute_float = 85,
     SLOT_KernelInfoGetAttribute_int64 = 86,
     SLOT_KernelInfoGetAttribute_string = 87,
     SLOT_KernelContext_GetInputCount = 88,
@@ -49,6 +50,8 @@ enum {
     SLOT_KernelContext_GetOutput = 91,
     SLOT_ReleaseStatus = 93,
     SLOT_ReleaseTensorTypeAndShapeInfo = 99,
+    SLOT_ShapeInferContext_GetInputTypeShape = 268,
+    SLOT_ShapeInferContext_SetOutputTypeShape = 270,
     SLOT_KernelContext_ParallelFor = 274,
 };
 
@@ -62,6 +65,7 @@ typedef OrtStatus *(*fn_GetTensorElementType)(const OrtTensorTypeAndShapeInfo *i
 typedef OrtStatus *(*fn_GetDimensionsCount)(const OrtTensorTypeAndShapeInfo *info, size_t *out);
 typedef OrtStatus *(*fn_GetDimensions)(const OrtTensorTypeAndShapeInfo *info, int64_t *dims, size_t count);
 typedef OrtStatus *(*fn_GetTensorTypeAndShape)(const OrtValue *value, OrtTensorTypeAndShapeInfo **out);
+typedef OrtStatus *(*fn_KernelInfoGetAttribute_float)(const OrtKernelInfo *info, const char *name, float *out);
 typedef OrtStatus *(*fn_KernelInfoGetAttribute_int64)(const OrtKernelInfo *info, const char *name, int64_t *out);
 typedef OrtStatus *(*fn_KernelInfoGetAttribute_string)(const OrtKernelInfo *info, const char *name, char *out,
                                                        size_t *size);
@@ -71,6 +75,11 @@ typedef OrtStatus *(*fn_KernelContext_GetOutput)(OrtKernelContext *ctx, size_t i
                                                  size_t count, OrtValue **out);
 typedef void (*fn_ReleaseStatus)(OrtStatus *status);
 typedef void (*fn_ReleaseTensorTypeAndShapeInfo)(OrtTensorTypeAndShapeInfo *info);
+/* the context owns the info it hands out */
+typedef OrtStatus *(*fn_ShapeInferContext_GetInputTypeShape)(const OrtShapeInferContext *ctx, size_t index,
+                                                             OrtTensorTypeAndShapeInfo **info);
+typedef OrtStatus *(*fn_ShapeInferContext_SetOutputTypeShape)(const OrtShapeInferContext *ctx, size_t index,
+                                                              const OrtTensorTypeAndShapeInfo *info);
 typedef OrtStatus *(*fn_KernelContext_ParallelFor)(const OrtKernelContext *ctx, void (*fn)(void *, size_t),
                                                    size_t total, size_t num_batch, void *user);
 

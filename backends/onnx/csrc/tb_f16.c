@@ -23,6 +23,27 @@ float th_half_to_float(uint16_t h) {
     return f;
 }
 
+uint16_t th_float_to_half(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    uint32_t sign = (bits >> 16) & 0x8000u, exp = (bits >> 23) & 0xffu, man = bits & 0x7fffffu;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (man ? 0x200u | (man >> 13) : 0)); /* inf, nan */
+    int e = (int)exp - 127 + 15; /* the half's biased exponent */
+    if (e >= 31) return (uint16_t)(sign | 0x7c00u);
+    uint32_t full = man | 0x800000u; /* the significand with its implicit bit, 24 bits */
+    int shift = 13;                  /* bits dropped: 13 for a normal half, more for a subnormal */
+    if (e <= 0) {
+        if (e < -10) return (uint16_t)sign; /* below half the smallest subnormal: rounds to zero */
+        shift = 14 - e;
+        e = 0;
+    }
+    uint32_t kept = full >> shift, rest = full & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (kept & 1u))) kept++; /* to nearest, ties to even */
+    /* a normal half adds its exponent; a carry out of the significand moves into the exponent by itself */
+    uint32_t h = e ? ((uint32_t)e << 10) + (kept - 0x400u) : kept;
+    return (uint16_t)(sign | (h >= 0x7c00u ? 0x7c00u : h));
+}
+
 void th_portable_widen(const uint16_t *h, size_t n, float *out) {
     for (size_t i = 0; i < n; i++) out[i] = th_half_to_float(h[i]);
 }
@@ -63,6 +84,8 @@ static const th_path *th_select(void) {
 const char *th_kernel_name(void) { return th_select()->name; }
 
 void th_widen(const uint16_t *h, size_t n, float *out) { th_select()->widen(h, n, out); }
+
+th_widen_fn th_widener(void) { return th_select()->widen; }
 
 typedef struct {
     th_cols_fn fn;

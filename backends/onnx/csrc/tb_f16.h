@@ -19,6 +19,8 @@ typedef void (*th_widen_fn)(const uint16_t *h, size_t n, float *out);
 void th_portable_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y);
 void th_portable_widen(const uint16_t *h, size_t n, float *out);
 float th_half_to_float(uint16_t h);
+/* f rounded to the nearest half, ties to even (as a float32 -> float16 cast); overflow gives infinity. */
+uint16_t th_float_to_half(float f);
 #if defined(__x86_64__) || defined(__i386__)
 void th_f16c_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y);
 void th_f16c_widen(const uint16_t *h, size_t n, float *out);
@@ -33,6 +35,8 @@ void th_neon_widen(const uint16_t *h, size_t n, float *out);
 const char *th_kernel_name(void);
 /* Widens n halves on the same path: TernaryMatMul's float16 X (an attention output in an f16 KV graph). */
 void th_widen(const uint16_t *h, size_t n, float *out);
+/* The widening function of that path, for callers that widen many short runs. */
+th_widen_fn th_widener(void);
 int th_matmul(const float *x, size_t M, size_t K, const uint16_t *w, size_t N, float *y, tb_parallel_for pfor,
               void *runner);
 

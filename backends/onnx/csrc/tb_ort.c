@@ -9,12 +9,22 @@
  *   inputs  X float [..., K], W float16 [N, K]
  *   attrs   K, N (int)
  *   output  Y float [..., N] = X @ W^T, float32 products and sums
- * Inputs are declared type-polymorphic so that a wrong dtype reaches KernelCompute and fails with this
+ * Their inputs are declared type-polymorphic so that a wrong dtype reaches KernelCompute and fails with the
  * op's own message instead of a generic type error.
+ * and tritbench.GroupQueryAttention (opset 1), the subset of com.microsoft.GroupQueryAttention a decoder of
+ * batch 1 uses, with its inputs, outputs and attributes (tb_attn.c):
+ *   inputs  query float [B, S, (num_heads + 2 kv_num_heads) head_size] (packed Q|K|V; key and value absent),
+ *           past_key, past_value float or float16 [B, kv_num_heads, positions, head_size], seqlens_k int32 [B]
+ *           (tokens in the cache after this call, minus 1), total_sequence_length int32, cos_cache and
+ *           sin_cache float [positions, rotary dims / 2] (with do_rotary)
+ *   attrs   num_heads, kv_num_heads, do_rotary, rotary_interleaved, scale (default 1 / sqrt(head_size))
+ *   outputs output float [B, S, num_heads head_size], present_key, present_value (past's shape and type)
+ * A present bound to the same buffer as its past is written in place: the new rows only.
  *
  * The ops' own clock (tritbench_op_clock_start / _stop): the wall time spent inside their KernelCompute calls,
  * summed, so that the matmul share of an unprofiled decode step can be measured (onnxruntime's profiler costs
  * about a millisecond per 1b step itself). Off, it costs one relaxed atomic load per call. */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +32,9 @@
 #include <time.h>
 
 #include "ort_abi.h"
+#include "tb_attn.h"
 #include "tb_driver.h"
 #include "tb_f16.h"
-
-#define TB_ELEM_FLOAT16 10
 
 #define TB_EXPORT __attribute__((visibility("default")))
 #define API(a, name) ((fn_##name)((void *const *)(a))[SLOT_##name])
@@ -388,13 +397,225 @@ static const OrtCustomOp th_op = {
     .GetEndVersion = tb_end_version,
 };
 
+/* ---- GroupQueryAttention ---- */
+
+static const OrtApi *ta_api; /* for shape inference, which gets no kernel; set at registration */
+
+typedef struct {
+    const OrtApi *api;
+    int64_t heads, kv_heads, rotary, interleaved;
+    float scale;
+} ta_kernel;
+
+static OrtStatus *ta_error(const OrtApi *api, const char *what, const char *detail) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "GroupQueryAttention: %s%s", what, detail ? detail : "");
+    return API(api, CreateStatus)(ORT_INVALID_ARGUMENT, msg);
+}
+
+/* An optional int attribute: its value, or `absent` when the node does not set it. */
+static int64_t ta_int_attr(const OrtApi *api, const OrtKernelInfo *info, const char *name, int64_t absent) {
+    int64_t v;
+    OrtStatus *st = API(api, KernelInfoGetAttribute_int64)(info, name, &v);
+    if (!st) return v;
+    API(api, ReleaseStatus)(st);
+    return absent;
+}
+
+static OrtStatus *ta_create_kernel(const OrtCustomOp *op, const OrtApi *api, const OrtKernelInfo *info,
+                                   void **out) {
+    (void)op;
+    ta_kernel k = {.api = api};
+    k.heads = ta_int_attr(api, info, "num_heads", 0);
+    k.kv_heads = ta_int_attr(api, info, "kv_num_heads", 0);
+    if (k.heads < 1 || k.kv_heads < 1 || k.heads % k.kv_heads)
+        return ta_error(api, "num_heads and kv_num_heads must be positive, num_heads a multiple of kv_num_heads",
+                        NULL);
+    k.rotary = ta_int_attr(api, info, "do_rotary", 0);
+    k.interleaved = ta_int_attr(api, info, "rotary_interleaved", 0);
+    /* the parts of com.microsoft.GroupQueryAttention this op leaves out must not be asked for */
+    if (ta_int_attr(api, info, "local_window_size", -1) != -1)
+        return ta_error(api, "local_window_size (sliding-window attention) is not supported", NULL);
+    float v = 0.0f;
+    OrtStatus *st = API(api, KernelInfoGetAttribute_float)(info, "softcap", &v);
+    if (st) API(api, ReleaseStatus)(st);
+    else if (v != 0.0f) return ta_error(api, "softcap is not supported", NULL);
+    st = API(api, KernelInfoGetAttribute_float)(info, "scale", &k.scale);
+    if (st) {
+        API(api, ReleaseStatus)(st);
+        k.scale = 0.0f; /* 1 / sqrt(head size), once the head size is known */
+    }
+    ta_kernel *heap = malloc(sizeof k);
+    if (!heap) return ta_error(api, "out of memory", NULL);
+    *heap = k;
+    *out = heap;
+    return NULL;
+}
+
+/* Input i, its element type and its shape; a missing optional input gives *v = NULL. */
+static OrtStatus *ta_input(const OrtApi *api, OrtKernelContext *ctx, size_t i, const OrtValue **v, int *type,
+                           size_t *rank, int64_t *dims) {
+    OrtStatus *st = API(api, KernelContext_GetInput)(ctx, i, v);
+    if (st || !*v) return st;
+    return tb_describe(api, *v, type, rank, dims);
+}
+
+static OrtStatus *ta_compute(void *kernel, OrtKernelContext *ctx) {
+    const ta_kernel *k = kernel;
+    const OrtApi *api = k->api;
+    OrtStatus *st;
+    char detail[320], shape[200];
+    const OrtValue *vin[9] = {0};
+    int type[9] = {0};
+    size_t rank[9] = {0}, count;
+    int64_t dims[9][TB_MAX_RANK];
+    if ((st = API(api, KernelContext_GetInputCount)(ctx, &count))) return st;
+    for (size_t i = 0; i < 9 && i < count; i++)
+        if ((st = ta_input(api, ctx, i, &vin[i], &type[i], &rank[i], dims[i]))) return st;
+    if (vin[1] || vin[2])
+        return ta_error(api, "separate key and value inputs are not supported: pack Q, K and V into query", NULL);
+    if (!vin[0] || !vin[3] || !vin[4] || !vin[5] || !vin[6])
+        return ta_error(api, "needs query, past_key, past_value, seqlens_k and total_sequence_length", NULL);
+    size_t H = (size_t)k->heads, KVH = (size_t)k->kv_heads;
+    if (rank[0] != 3 || dims[0][2] % (int64_t)(H + 2 * KVH)) {
+        tb_shape_str(dims[0], rank[0], shape, sizeof shape);
+        return ta_error(api, "query must be packed Q|K|V of shape [batch, tokens, (num_heads + 2 kv_num_heads) "
+                        "head_size], got ", shape);
+    }
+    size_t B = (size_t)dims[0][0], S = (size_t)dims[0][1], D = (size_t)dims[0][2] / (H + 2 * KVH);
+    int kv = type[3];
+    if ((kv != TB_ELEM_FLOAT && kv != TB_ELEM_FLOAT16) || type[4] != kv)
+        return ta_error(api, "past_key and past_value must both be float32 or both float16", NULL);
+    for (int i = 3; i <= 4; i++)
+        if (rank[i] != 4 || dims[i][0] != (int64_t)B || dims[i][1] != (int64_t)KVH || dims[i][3] != (int64_t)D ||
+            dims[i][2] != dims[3][2]) {
+            tb_shape_str(dims[i], rank[i], shape, sizeof shape);
+            snprintf(detail, sizeof detail, "%s, want [%zu, %zu, positions, %zu] for both", shape, B, KVH, D);
+            return ta_error(api, "a KV cache (past_key, past_value) has shape ", detail);
+        }
+    size_t P = (size_t)dims[3][2];
+    if (type[5] != TB_ELEM_INT32 || type[6] != TB_ELEM_INT32)
+        return ta_error(api, "seqlens_k and total_sequence_length must be int32", NULL);
+    size_t rot = 0;
+    const float *cs = NULL, *sn = NULL;
+    if (k->rotary) {
+        if (!vin[7] || !vin[8] || type[7] != TB_ELEM_FLOAT || type[8] != TB_ELEM_FLOAT || rank[7] != 2 ||
+            rank[8] != 2 || dims[7][0] != dims[8][0] || dims[7][1] != dims[8][1] || 2 * dims[7][1] > (int64_t)D)
+            return ta_error(api, "do_rotary needs float32 cos_cache and sin_cache of one shape [positions, "
+                            "rotary dims / 2] with rotary dims <= head size", NULL);
+        rot = 2 * (size_t)dims[7][1];
+        void *pc, *ps;
+        if ((st = API(api, GetTensorMutableData)((OrtValue *)vin[7], &pc)) ||
+            (st = API(api, GetTensorMutableData)((OrtValue *)vin[8], &ps)))
+            return st;
+        cs = pc, sn = ps;
+    }
+    void *pq, *pk, *pv, *pseq;
+    if ((st = API(api, GetTensorMutableData)((OrtValue *)vin[0], &pq)) ||
+        (st = API(api, GetTensorMutableData)((OrtValue *)vin[3], &pk)) ||
+        (st = API(api, GetTensorMutableData)((OrtValue *)vin[4], &pv)) ||
+        (st = API(api, GetTensorMutableData)((OrtValue *)vin[5], &pseq)))
+        return st;
+    size_t *past = malloc((B ? B : 1) * sizeof *past);
+    if (!past) return ta_error(api, "out of memory", NULL);
+    for (size_t b = 0; b < B; b++) { /* seqlens_k[b] + 1 tokens in row b once this call's are added */
+        int64_t total = (int64_t)((const int32_t *)pseq)[b] + 1, first = total - (int64_t)S;
+        if (first < 0 || total > (int64_t)P || (rot && total > dims[7][0])) {
+            free(past);
+            snprintf(detail, sizeof detail, "%lld tokens (seqlens_k + 1) in row %zu with %zu new, %zu cache "
+                     "positions%s", (long long)total, b, S, P, rot ? " and as many rotary positions" : "");
+            return ta_error(api, "the cache cannot hold ", detail);
+        }
+        past[b] = (size_t)first;
+    }
+    int64_t dout[3] = {(int64_t)B, (int64_t)S, (int64_t)(H * D)};
+    OrtValue *vo, *vpk, *vpv;
+    void *po, *ppk, *ppv;
+    if ((st = API(api, KernelContext_GetOutput)(ctx, 0, dout, 3, &vo)) ||
+        (st = API(api, KernelContext_GetOutput)(ctx, 1, dims[3], 4, &vpk)) ||
+        (st = API(api, KernelContext_GetOutput)(ctx, 2, dims[4], 4, &vpv)) ||
+        (st = API(api, GetTensorMutableData)(vo, &po)) || (st = API(api, GetTensorMutableData)(vpk, &ppk)) ||
+        (st = API(api, GetTensorMutableData)(vpv, &ppv))) {
+        free(past);
+        return st;
+    }
+    /* present shares past's buffer when the caller binds one tensor to both (no copy per token); else the
+     * past is copied over first */
+    size_t cache_bytes = B * KVH * P * D * (kv == TB_ELEM_FLOAT16 ? 2 : 4);
+    if (ppk != pk) memcpy(ppk, pk, cache_bytes);
+    if (ppv != pv) memcpy(ppv, pv, cache_bytes);
+    tb_attn_args a = {B, S, H, KVH, D, P, rot, (int)k->interleaved, kv == TB_ELEM_FLOAT16,
+                      k->scale != 0.0f ? k->scale : 1.0f / sqrtf((float)D), pq, ppk, ppv, past, cs, sn, po};
+    const tb_kernels *kern = tb_select(detail, sizeof detail);
+    int failed = !kern;
+    tb_ort_runner runner = {api, ctx};
+    if (kern) failed = tb_attention(kern, &a, tb_ort_parallel_for, &runner, detail, sizeof detail);
+    free(past);
+    return failed ? API(api, CreateStatus)(ORT_FAIL, detail) : NULL;
+}
+
+static const char *ta_op_name(const OrtCustomOp *op) { (void)op; return "GroupQueryAttention"; }
+static size_t ta_input_count(const OrtCustomOp *op) { (void)op; return 9; }
+static size_t ta_output_count(const OrtCustomOp *op) { (void)op; return 3; }
+/* the caches are float32 or float16, and the present outputs take the type of the past inputs */
+static int ta_input_type(const OrtCustomOp *op, size_t i) {
+    (void)op;
+    return i == 3 || i == 4 ? TB_ELEM_UNDEFINED : i == 5 || i == 6 ? TB_ELEM_INT32 : TB_ELEM_FLOAT;
+}
+static int ta_output_type(const OrtCustomOp *op, size_t i) { (void)op; return i ? TB_ELEM_UNDEFINED : TB_ELEM_FLOAT; }
+static int ta_input_required(const OrtCustomOp *op, size_t i) {
+    (void)op;
+    return i == 1 || i == 2 || i >= 7 ? TB_INPUT_OUTPUT_OPTIONAL : TB_INPUT_OUTPUT_REQUIRED;
+}
+
+/* present_key and present_value: past_key's and past_value's type and shape (onnxruntime infers the type of
+ * a dynamically typed output by itself only when one input is dynamically typed) */
+static OrtStatus *ta_infer(const OrtCustomOp *op, OrtShapeInferContext *ctx) {
+    (void)op;
+    const OrtApi *api = ta_api;
+    for (size_t i = 1; i <= 2; i++) {
+        OrtTensorTypeAndShapeInfo *info;
+        OrtStatus *st = API(api, ShapeInferContext_GetInputTypeShape)(ctx, i + 2, &info);
+        if (!st) st = API(api, ShapeInferContext_SetOutputTypeShape)(ctx, i, info);
+        if (st) return st;
+    }
+    return NULL;
+}
+
+static const OrtCustomOp ta_op = {
+    .version = TB_ORT_API_VERSION,
+    .CreateKernel = NULL,
+    .GetName = ta_op_name,
+    .GetExecutionProviderType = tb_op_ep,
+    .GetInputType = ta_input_type,
+    .GetInputTypeCount = ta_input_count,
+    .GetOutputType = ta_output_type,
+    .GetOutputTypeCount = ta_output_count,
+    .KernelCompute = NULL,
+    .KernelDestroy = tb_destroy_kernel,
+    .GetInputCharacteristic = ta_input_required,
+    .GetOutputCharacteristic = tb_required,
+    .GetInputMemoryType = tb_mem_default,
+    .GetVariadicInputMinArity = tb_one,
+    .GetVariadicInputHomogeneity = tb_one,
+    .GetVariadicOutputMinArity = tb_one,
+    .GetVariadicOutputHomogeneity = tb_one,
+    .CreateKernelV2 = ta_create_kernel,
+    .KernelComputeV2 = ta_compute, /* not on the ops' clock, which times matmuls */
+    .InferOutputShapeFn = ta_infer,
+    .GetStartVersion = tb_one,
+    .GetEndVersion = tb_end_version,
+};
+
 TB_EXPORT OrtStatus *RegisterCustomOps(OrtSessionOptions *options, const OrtApiBase *base) {
     const OrtApi *api = base->GetApi(TB_ORT_API_VERSION);
     if (!api) return NULL; /* onnxruntime older than 1.17: nothing we can report through */
+    ta_api = api;
     OrtCustomOpDomain *domain;
     OrtStatus *st = API(api, CreateCustomOpDomain)("tritbench", &domain);
     if (!st) st = API(api, CustomOpDomain_Add)(domain, &tb_op);
     if (!st) st = API(api, CustomOpDomain_Add)(domain, &th_op);
+    if (!st) st = API(api, CustomOpDomain_Add)(domain, &ta_op);
     if (!st) st = API(api, AddCustomOpDomain)(options, domain);
     return st;
 }
