@@ -65,12 +65,13 @@ def run(sess, qkv, pk, pv, past, in_place):
 
 @pytest.mark.parametrize("kv", ["f16", "f32"])
 @pytest.mark.parametrize(("H", "KVH", "D", "rot_half"), [(4, 1, 64, 32), (3, 3, 48, 24), (2, 1, 36, 8)])
-@pytest.mark.parametrize(("past", "S"), [([9], 1), ([3], 5), ([0, 6], 2)])
+@pytest.mark.parametrize(("past", "S"), [([9], 1), ([3], 5), ([0, 6], 2), ([2], 21)])
 @pytest.mark.parametrize("interleaved", [0, 1])
 def test_matches_numpy_on_every_path(kernel_path, kv, H, KVH, D, rot_half, past, S, interleaved):
     """Head sizes 64, 48 and 36 (a multiple of 16, of 8 only, of neither: each ISA's loops and the portable
-    fallback), a partial rotary (36 dims, 16 rotated), batch rows at different depths."""
-    P = 16
+    fallback), a partial rotary (36 dims, 16 rotated), batch rows at different depths, and 21 new tokens (a block
+    of 16 queries and one of 5)."""
+    P = max(16, max(past) + S + 3)
     model, cos, sin = attention_model(H, KVH, P, rot_half, kv, do_rotary=1, rotary_interleaved=interleaved)
     rng = np.random.default_rng(H * 100 + D + S)
     B = len(past)
@@ -109,3 +110,23 @@ def test_a_cache_too_short_and_unsupported_attributes_fail_with_the_ops_message(
             session(attention_model(2, 1, 8, 4, "f16", **attrs)[0])
     with pytest.raises(Exception, match="num_heads and kv_num_heads"):
         session(attention_model(3, 2, 8, 4, "f16")[0])
+
+
+@pytest.mark.parametrize("D", [64, 36])
+def test_f16_cache_rows_round_as_numpy_does(kernel_path, D):
+    """New K and V rows narrowed to float16 on every path (F16C, NEON, portable; 36 also runs a path's scalar
+    tail): ties to even, subnormals, values that round up to the largest half or overflow to infinity."""
+    special = np.array([1 + 2**-11, 1 + 3 * 2**-11, 2**-25, 3 * 2**-26, 6e-8, 1e-5, 65519.0, 65520.0, -7e4, 0.0, -0.0,
+                        2**-14 * (1 - 2**-11), 3.0e-3], np.float32)
+    rng = np.random.default_rng(9)
+    model, _, _ = attention_model(2, 1, 8, 4, "f16")
+    for _ in range(3):
+        qkv = rng.standard_normal((1, 1, 4 * D)).astype(np.float32)
+        kv = qkv[0, 0, 2 * D:]
+        kv[rng.choice(kv.size, special.size, replace=False)] = special
+        _, k, v = run(session(model), qkv, np.zeros((1, 1, 8, D), np.float16), np.zeros((1, 1, 8, D), np.float16),
+                      [3], True)
+        with np.errstate(over="ignore"):  # 65520 and -7e4 overflow to infinity, as they should
+            want = kv.astype(np.float16)
+        assert np.array_equal(k[0, 0, 3].view(np.uint16), want[:D].view(np.uint16))
+        assert np.array_equal(v[0, 0, 3].view(np.uint16), want[D:].view(np.uint16))

@@ -1,7 +1,8 @@
 /* Attention for tritbench.GroupQueryAttention (tb_attn.h). Float work outside the add-only tk_* kernels.
  *
- * One task per (batch row, kv head, new token): it reads that head's K and V rows once for all the query heads
- * of its group, so a decode step reads the cache once; f16 rows widen as they are read (onnxruntime's CPU
+ * One task per (batch row, kv head, block of up to 16 new tokens): it reads that head's K and V rows once for all
+ * the query heads of its group and tokens of its block, so a decode step reads the cache once and a prefill
+ * reads each row once per block; f16 rows widen as they are read (onnxruntime's CPU
  * GroupQueryAttention converted f16 rows per query head, and with the Casts around it took 3-4x the time of
  * those bytes at depth 1024). The loops over rows are per ISA (tb_attn_avx512.c, tb_attn_avx2.c,
  * tb_attn_neon.c, or the portable ones here), picked by the kernel path; the softmax's exp is tb_expf. */
@@ -15,12 +16,31 @@
 #include "tb_f16.h"
 #include "tb_vmath.h"
 
-#define TA_BLOCK 64 /* cache rows per values call: their D-wide slices stay in L1 across its passes */
+#define TA_LANES 16 /* independent partial maxima and sums in the softmax */
+#define TA_PF_AHEAD 1 /* blocks: 2, 4 or 8 ahead into L2 measured no better on Zen 5 (8 KB blocks) */
+#define TA_QUERIES 16 /* new tokens per task at most */
+#define TA_BLOCK 64 /* cache rows per loop call: their D-wide slices stay in L1 across the values loop's passes */
+
+/* Rows towards L1 a block before they are computed: the hardware prefetchers stop at 4 KB page boundaries (as
+ * for the ternary weights), and a (row, kv head)'s rows span many pages at depth. */
+static void ta_prefetch(const char *rows, size_t bytes) {
+    for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(rows + at, 0, 3);
+}
+
+/* Block j of a task's reads: K's blocks, then V's. */
+static void ta_prefetch_block(const char *k, const char *v, size_t L, size_t row, size_t j) {
+    size_t per = (L + TA_BLOCK - 1) / TA_BLOCK;
+    if (j >= 2 * per) return;
+    const char *base = j < per ? k : v;
+    size_t t0 = (j % per) * TA_BLOCK, n = L - t0 < TA_BLOCK ? L - t0 : TA_BLOCK;
+    ta_prefetch(base + t0 * row, n * row);
+}
 
 typedef struct {
     const tb_attn_args *a;
     ta_scores_fn scores;
     ta_values_fn values;
+    size_t nq; /* new tokens per task */
     atomic_int failed;
 } tb_attn_job;
 
@@ -67,44 +87,84 @@ static void tb_rotate(const float *restrict x, float *restrict y, size_t D, size
     for (size_t d = rot; d < D; d++) y[d] = x[d];
 }
 
+/* Softmax numerators of ph[0 .. valid - 1] in place, zeros up to ld (keys a causal query does not see); returns
+ * 1 / their sum. In lanes: one running max or sum would be a chain of dependent operations, valid long. */
+static float ta_softmax(float *ph, size_t valid, size_t ld) {
+    float m = ph[0], sum = 0.0f, top[TA_LANES], part[TA_LANES] = {0};
+    size_t t = 0;
+    for (int j = 0; j < TA_LANES; j++) top[j] = ph[0];
+    for (; t + TA_LANES <= valid; t += TA_LANES)
+        for (int j = 0; j < TA_LANES; j++) top[j] = ph[t + j] > top[j] ? ph[t + j] : top[j];
+    for (int j = 0; j < TA_LANES; j++) m = top[j] > m ? top[j] : m;
+    for (; t < valid; t++) m = ph[t] > m ? ph[t] : m;
+    for (t = 0; t < valid; t++) ph[t] = tb_expf(ph[t] - m);
+    for (t = 0; t + TA_LANES <= valid; t += TA_LANES)
+        for (int j = 0; j < TA_LANES; j++) part[j] += ph[t + j];
+    for (int j = 0; j < TA_LANES; j++) sum += part[j];
+    for (; t < valid; t++) sum += ph[t];
+    memset(ph + valid, 0, (ld - valid) * sizeof *ph);
+    return 1.0f / sum;
+}
+
+/* Queries per task: a block of new tokens shares each cache row it reads (prefill); bounded so that the
+ * scores of a block (G x block x keys floats) stay near L2's size. */
+static size_t ta_block_queries(const tb_attn_args *a) {
+    size_t G = a->H / a->KVH, keys = a->P, nq = TA_QUERIES;
+    while (nq > 1 && G * nq * keys > (size_t)1 << 16) nq /= 2;
+    return nq < a->S ? nq : a->S;
+}
+
 static void ta_task(void *user, size_t item) {
     tb_attn_job *job = user;
     const tb_attn_args *a = job->a;
-    size_t i = item % a->S, g = item / a->S % a->KVH, b = item / a->S / a->KVH;
-    size_t G = a->H / a->KVH, D = a->D, pos = a->past[b] + i, L = pos + 1, elem = a->kv_f16 ? 2 : 4;
-    if (!G || !D) __builtin_unreachable(); /* the op checked the shapes */
-    float *q = malloc((2 * G * D + G * L) * sizeof *q);
+    size_t blocks = (a->S + job->nq - 1) / job->nq;
+    size_t i0 = item % blocks * job->nq, g = item / blocks % a->KVH, b = item / blocks / a->KVH;
+    size_t nq = a->S - i0 < job->nq ? a->S - i0 : job->nq;
+    size_t G = a->H / a->KVH, D = a->D, past = a->past[b], L = past + i0 + nq, elem = a->kv_f16 ? 2 : 4;
+    size_t Q = nq * G; /* stacked queries: token i0 + i, head h at i * G + h */
+    if (!G || !D || !nq) __builtin_unreachable(); /* the op checked the shapes */
+    float *q = malloc((2 * Q * D + Q * L) * sizeof *q);
     if (!q) {
         atomic_store(&job->failed, 1);
         return;
     }
-    float *o = q + G * D, *p = o + G * D;
-    const float *src = a->qkv + ((b * a->S + i) * (a->H + 2 * a->KVH) + g * G) * D;
-    for (size_t h = 0; h < G; h++) {
-        if (a->rot)
-            tb_rotate(src + h * D, q + h * D, D, a->rot, a->interleaved, a->cos + pos * (a->rot / 2),
-                      a->sin + pos * (a->rot / 2));
-        else
-            memcpy(q + h * D, src + h * D, D * sizeof *q);
-        for (size_t d = 0; d < D; d++) q[h * D + d] *= a->scale;
+    float *o = q + Q * D, *p = o + Q * D;
+    for (size_t i = 0; i < nq; i++) {
+        size_t pos = past + i0 + i;
+        const float *src = a->qkv + ((b * a->S + i0 + i) * (a->H + 2 * a->KVH) + g * G) * D;
+        for (size_t h = 0; h < G; h++) {
+            float *qh = q + (i * G + h) * D;
+            if (a->rot)
+                tb_rotate(src + h * D, qh, D, a->rot, a->interleaved, a->cos + pos * (a->rot / 2),
+                          a->sin + pos * (a->rot / 2));
+            else
+                memcpy(qh, src + h * D, D * sizeof *q);
+            for (size_t d = 0; d < D; d++) qh[d] *= a->scale;
+        }
     }
     size_t head = (b * a->KVH + g) * a->P * D * elem; /* byte offset of this (row, kv head) in a cache */
-    job->scores(q, G, D, (const char *)a->k + head, a->kv_f16, L, p, L);
-    float inv[G];
-    for (size_t h = 0; h < G; h++) { /* softmax numerators in place, and 1 / their sum */
-        float *ph = p + h * L, m = ph[0], sum = 0.0f;
-        for (size_t t = 1; t < L; t++) m = ph[t] > m ? ph[t] : m;
-        for (size_t t = 0; t < L; t++) ph[t] = tb_expf(ph[t] - m);
-        for (size_t t = 0; t < L; t++) sum += ph[t];
-        inv[h] = 1.0f / sum;
+    const char *k = (const char *)a->k + head, *v = (const char *)a->v + head;
+    size_t row = D * elem;
+    size_t per = (L + TA_BLOCK - 1) / TA_BLOCK;
+    ta_prefetch_block(k, v, L, row, 0);
+    for (size_t t0 = 0; t0 < L; t0 += TA_BLOCK) { /* scores, a block of rows at a time */
+        size_t n = L - t0 < TA_BLOCK ? L - t0 : TA_BLOCK;
+        ta_prefetch_block(k, v, L, row, t0 / TA_BLOCK + TA_PF_AHEAD);
+        job->scores(q, Q, D, k + t0 * row, a->kv_f16, n, p + t0, L);
     }
-    memset(o, 0, G * D * sizeof *o);
-    for (size_t t0 = 0; t0 < L; t0 += TA_BLOCK)
-        job->values(p + t0, L, G, D, (const char *)a->v + head + t0 * D * elem, a->kv_f16,
-                    L - t0 < TA_BLOCK ? L - t0 : TA_BLOCK, o);
-    float *out = a->out + ((b * a->S + i) * a->H + g * G) * D;
-    for (size_t h = 0; h < G; h++)
-        for (size_t d = 0; d < D; d++) out[h * D + d] = o[h * D + d] * inv[h];
+    float inv[Q];
+    for (size_t j = 0; j < Q; j++) inv[j] = ta_softmax(p + j * L, past + i0 + j / G + 1, L);
+    memset(o, 0, Q * D * sizeof *o);
+    for (size_t t0 = 0; t0 < L; t0 += TA_BLOCK) {
+        size_t n = L - t0 < TA_BLOCK ? L - t0 : TA_BLOCK;
+        ta_prefetch_block(k, v, L, row, per + t0 / TA_BLOCK + TA_PF_AHEAD);
+        job->values(p + t0, L, Q, D, v + t0 * row, a->kv_f16, n, o);
+    }
+    for (size_t i = 0; i < nq; i++) {
+        float *out = a->out + ((b * a->S + i0 + i) * a->H + g * G) * D;
+        for (size_t h = 0; h < G; h++)
+            for (size_t d = 0; d < D; d++) out[h * D + d] = o[(i * G + h) * D + d] * inv[i * G + h];
+    }
     free(q);
 }
 
@@ -117,6 +177,7 @@ static int tb_attn_serial(void *runner, void (*fn)(void *, size_t), size_t total
 /* The new tokens' K (rotated) and V rows into the cache, in its element type. */
 static void tb_attn_store(const tb_attn_args *a) {
     size_t D = a->D, width = (a->H + 2 * a->KVH) * D;
+    th_narrow_fn narrow = th_narrower();
     float k[D];
     for (size_t b = 0; b < a->B; b++)
         for (size_t i = 0; i < a->S; i++) {
@@ -131,11 +192,8 @@ static void tb_attn_store(const tb_attn_args *a) {
                     memcpy(k, ks, D * sizeof *k);
                 size_t at = ((b * a->KVH + g) * a->P + pos) * D;
                 if (a->kv_f16) {
-                    uint16_t *kc = (uint16_t *)a->k + at, *vc = (uint16_t *)a->v + at;
-                    for (size_t d = 0; d < D; d++) {
-                        kc[d] = th_float_to_half(k[d]);
-                        vc[d] = th_float_to_half(vs[d]);
-                    }
+                    narrow(k, D, (uint16_t *)a->k + at);
+                    narrow(vs, D, (uint16_t *)a->v + at);
                 } else {
                     memcpy((float *)a->k + at, k, D * sizeof *k);
                     memcpy((float *)a->v + at, vs, D * sizeof *k);
@@ -146,7 +204,7 @@ static void tb_attn_store(const tb_attn_args *a) {
 
 int tb_attention(const tb_kernels *kern, const tb_attn_args *a, tb_parallel_for pfor, void *runner, char *err,
                  size_t errlen) {
-    tb_attn_job job = {a, ta_portable_scores, ta_portable_values, 0};
+    tb_attn_job job = {a, ta_portable_scores, ta_portable_values, ta_block_queries(a), 0};
     int fits = a->D <= TA_MAX_D; /* the kernel path was chosen for this CPU */
 #if defined(__x86_64__) || defined(__i386__)
     if (fits && a->D % 16 == 0 && !strcmp(kern->name, "avx512"))
@@ -161,7 +219,8 @@ int tb_attention(const tb_kernels *kern, const tb_attn_args *a, tb_parallel_for 
 #endif
     if (!a->B || !a->S) return 0;
     tb_attn_store(a);
-    int rc = (pfor ? pfor : tb_attn_serial)(runner, ta_task, a->B * a->KVH * a->S, &job);
+    size_t tasks = a->B * a->KVH * ((a->S + job.nq - 1) / job.nq);
+    int rc = (pfor ? pfor : tb_attn_serial)(runner, ta_task, tasks, &job);
     if (rc) snprintf(err, errlen, "onnxruntime's ParallelFor failed");
     else if (atomic_load(&job.failed)) snprintf(err, errlen, "out of memory");
     return rc || atomic_load(&job.failed) ? -1 : 0;

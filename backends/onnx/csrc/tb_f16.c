@@ -48,6 +48,10 @@ void th_portable_widen(const uint16_t *h, size_t n, float *out) {
     for (size_t i = 0; i < n; i++) out[i] = th_half_to_float(h[i]);
 }
 
+void th_portable_narrow(const float *x, size_t n, uint16_t *out) {
+    for (size_t i = 0; i < n; i++) out[i] = th_float_to_half(x[i]);
+}
+
 void th_portable_cols(const float *x, size_t K, const uint16_t *w, size_t n0, size_t n1, float *y) {
     for (size_t n = n0; n < n1; n++) {
         const uint16_t *row = w + n * K;
@@ -61,19 +65,20 @@ typedef struct {
     const char *name;
     th_cols_fn cols;
     th_widen_fn widen;
+    th_narrow_fn narrow;
 } th_path;
 
 static const th_path *th_select(void) {
-    static const th_path portable = {"portable", th_portable_cols, th_portable_widen};
+    static const th_path portable = {"portable", th_portable_cols, th_portable_widen, th_portable_narrow};
     const char *want = getenv("TRITBENCH_KERNEL");
 #if defined(__x86_64__) || defined(__i386__)
-    static const th_path f16c = {"f16c", th_f16c_cols, th_f16c_widen};
+    static const th_path f16c = {"f16c", th_f16c_cols, th_f16c_widen, th_f16c_narrow};
     __builtin_cpu_init();
     if (!(want && strcmp(want, "portable") == 0) && __builtin_cpu_supports("avx2") &&
         __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         return &f16c;
 #elif defined(__aarch64__)
-    static const th_path neon = {"neon", th_neon_cols, th_neon_widen};
+    static const th_path neon = {"neon", th_neon_cols, th_neon_widen, th_neon_narrow};
     if (!(want && strcmp(want, "portable") == 0)) return &neon; /* Advanced SIMD and FCVTL are baseline */
 #else
     (void)want;
@@ -85,7 +90,7 @@ const char *th_kernel_name(void) { return th_select()->name; }
 
 void th_widen(const uint16_t *h, size_t n, float *out) { th_select()->widen(h, n, out); }
 
-th_widen_fn th_widener(void) { return th_select()->widen; }
+th_narrow_fn th_narrower(void) { return th_select()->narrow; }
 
 typedef struct {
     th_cols_fn fn;

@@ -32,3 +32,10 @@ void th_neon_widen(const uint16_t *h, size_t n, float *out) {
     for (; i + 4 <= n; i += 4) vst1q_f32(out + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h + i))));
     for (; i < n; i++) out[i] = th_half_to_float(h[i]);
 }
+
+void th_neon_narrow(const float *x, size_t n, uint16_t *out) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) /* FCVTN rounds to nearest even (the default FPCR mode), as th_float_to_half */
+        vst1_u16(out + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    for (; i < n; i++) out[i] = th_float_to_half(x[i]);
+}

@@ -39,3 +39,11 @@ void th_f16c_widen(const uint16_t *h, size_t n, float *out) {
         _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
     for (; i < n; i++) out[i] = _cvtsh_ss(h[i]);
 }
+
+void th_f16c_narrow(const float *x, size_t n, uint16_t *out) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) /* VCVTPS2PH rounds to nearest even, as th_float_to_half */
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) out[i] = th_float_to_half(x[i]);
+}
