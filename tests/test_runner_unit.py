@@ -136,6 +136,31 @@ def test_kernel_variants_get_kernel_jobs_and_layer_records(tmp_path, monkeypatch
     assert any(w.startswith("cold: 2 weight copies span only") for w in cold_rec.warnings)
 
 
+def test_read_bandwidth_is_probed_before_each_later_round_and_cases_take_the_median(tmp_path):
+    """eta divides by the median of the probe before the run and one before each later round (a single probe
+    moved 22-34 GB/s between runs on a shared VM), and the record lists every probe."""
+    readings = iter([30.0, 20.0])
+    asked = []
+
+    def probe(n_threads):
+        asked.append(n_threads)
+        return {"gbps": next(readings), "n_threads": n_threads, "method": "fake"}
+
+    config = make_config({}, {"repetitions": 3, "warmups": 0, "energy": "none"})
+    runs = [VariantRun(KernelVariant("numpy", KernelWeights("fp32"), 1, {}, [GEMV], cache="hot"), {}, [GEMV])]
+    (rec,) = Runner(config, runs, ResultsStore.create(tmp_path), {"id": "m"}, child=FakeChild(), probe=probe,
+                    read_bandwidth={1: {"gbps": 10.0, "n_threads": 1, "method": "fake"}}).run()
+    assert asked == [1, 1]  # before rounds 2 and 3
+    bw = rec.metrics["read_bandwidth"]
+    assert bw["gbps"] == 20.0 and bw["probes_gbps"] == [10.0, 30.0, 20.0] and bw["basis"].startswith("median of 3")
+    assert rec.metrics["bandwidth_fraction"] == pytest.approx(rec.metrics["weight_gbps"]["median"] / 20.0)
+    # no first probe (an emulator): no later ones either
+    asked.clear()
+    (rec,) = Runner(config, [VariantRun(runs[0].variant, {}, [GEMV])], ResultsStore.create(tmp_path),
+                    {"id": "m"}, child=FakeChild(), probe=probe).run()
+    assert asked == [] and "read_bandwidth" not in rec.metrics
+
+
 def test_the_session_reports_through_its_events(tmp_path, monkeypatch):
     """run_session as a library call: kernel workloads (no model file), events instead of printing."""
     monkeypatch.setattr("tritbench.execute.session._probe_bandwidth", lambda variants, events: {})

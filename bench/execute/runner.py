@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -223,9 +224,13 @@ class Runner:
         read_bandwidth: dict[int, dict] | None = None,
         idle=None,
         child: Callable[[Job, float, dict | None], ChildOutcome] | None = None,
+        probe: Callable[[int], dict] | None = None,
     ):
         self.cfg, self.runs, self.store, self.fingerprint = cfg, runs, store, fingerprint
-        self.read_bandwidth = read_bandwidth or {}
+        # read bandwidth by thread count: the probe before the run, then (with `probe`) one before each later
+        # round, so a case's eta divides by what the machine read over the run, not at one moment of it
+        self.probes: dict[int, list[dict]] = {t: [r] for t, r in (read_bandwidth or {}).items()}
+        self.probe = probe
         self.idle = idle  # the idle-power reading taken before the run (tritbench.measure.energy), or None
         self.on_child_done, self.on_warning = on_child_done, on_warning
         self.child = child or run_child  # how a job runs: a child process, or a fake one in unit tests
@@ -234,6 +239,15 @@ class Runner:
         self.formats = {vr.variant.backend: plugin.load(vr.variant.backend).formats for vr in runs}
         self.journal = Journal(store.path.with_suffix(".journal"))
         self.per_round = reps_per_round(cfg.repetitions, self.rounds)
+
+    def read_bandwidth(self, n_threads: int) -> dict | None:
+        """The read bandwidth a case at `n_threads` is set against: the median of its probes, each listed."""
+        probes = self.probes.get(n_threads)
+        if not probes or len(probes) == 1:
+            return probes[0] if probes else None
+        gbps = [p["gbps"] for p in probes]
+        return {**probes[0], "gbps": statistics.median(gbps), "probes_gbps": gbps,
+                "basis": f"median of {len(probes)} probes: before the run and before each later round"}
 
     def child_count(self) -> int:
         return sum(self.rounds - vr.rounds_done for vr in self.runs if vr.open_workloads())
@@ -249,6 +263,9 @@ class Runner:
                 active = [vr for vr in self.runs if vr.open_workloads()]
                 if not active:
                     break
+                if r and self.probe and any(r >= vr.rounds_done for vr in active):
+                    for t in sorted({vr.variant.n_threads for vr in active} & self.probes.keys()):
+                        self.probes[t].append(self.probe(t))
                 shift = r % len(active)
                 for i, vr in enumerate(active[shift:] + active[:shift]):
                     if r < vr.rounds_done:
@@ -354,7 +371,7 @@ class Runner:
         """Write the record of every workload of `vr` still open: all its rounds are done."""
         cold = cold_bytes() if vr.variant.cache == "cold" else 0  # reads sysfs: once per variant
         for w in vr.open_workloads():
-            metrics = case_metrics(vr, w, self.read_bandwidth.get(vr.variant.n_threads), self.idle)
+            metrics = case_metrics(vr, w, self.read_bandwidth(vr.variant.n_threads), self.idle)
             warnings = list(vr.warnings)
             layer = vr.layers.get(w.name)
             if layer and layer["copies"] * layer["weight_bytes"] < cold:

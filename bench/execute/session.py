@@ -91,7 +91,8 @@ def _run(cfg: RunConfig, variants: list[Variant], infos: dict[str, dict], store:
     bandwidth = _probe_bandwidth(variants, events)
     fingerprint = machine.fingerprint(libraries=plugin.libraries_of(cfg.backends))
     runner = Runner(cfg, runs, store, fingerprint, on_warning=events.warning, read_bandwidth=bandwidth,
-                    idle=idle, on_child_done=lambda vr: events.child_done(vr.variant.label))
+                    probe=_reprobe if bandwidth else None, idle=idle,
+                    on_child_done=lambda vr: events.child_done(vr.variant.label))
     events.planned(runner.unmeasured("not measured"))
     events.started(runner.child_count())
     try:
@@ -152,6 +153,14 @@ def _idle_baseline(cfg: RunConfig, events: RunEvents):
         return None
     with events.step(f"measuring idle power for {cfg.idle_s:g} s..."):
         return measure_idle(meter, cfg.idle_s)
+
+
+def _reprobe(n_threads: int) -> dict:
+    """Read bandwidth again between rounds (a second or two per thread count): the run's eta and roofline
+    figures take the median of these and the first probe."""
+    from tritbench.measure.bandwidth import read_bandwidth_in_child
+
+    return read_bandwidth_in_child(n_threads)
 
 
 def _probe_bandwidth(variants: list[Variant], events: RunEvents) -> dict[int, dict]:
