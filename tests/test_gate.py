@@ -337,6 +337,13 @@ def test_windows_of_a_recording_give_false_alarms_and_power(tmp_path):
     assert out["A/A"]["seconds_per_gate"] == pytest.approx(64.0)  # two of three children a round
     two = evaluate(tmp_path / "rec.jsonl", pairs=12, max_pairs=32)
     assert two["A/A"]["gates"] == 2 and "windows of 32 consecutive rounds" in two["method"]
+    # a gate that decides at its first look costs that look's rounds; a paused recorder's long round does not count
+    lines = (tmp_path / "rec.jsonl").read_text().splitlines()
+    lines[5] = lines[5].replace('"seconds": 6.0', '"seconds": 3600.0')
+    (tmp_path / "rec.jsonl").write_text("\n".join(lines) + "\n")
+    two = evaluate(tmp_path / "rec.jsonl", pairs=12, max_pairs=32)
+    assert two["injected"]["seconds_per_gate"] == pytest.approx(12 * 6.0 * 2 / 3)  # decided at 12 pairs
+    assert 12 * 4 <= two["A/A"]["seconds_per_gate"] <= 32 * 4 and "median round (6.00 s)" in two["method"]
 
 
 def test_resampled_gates_of_a_recording(tmp_path):

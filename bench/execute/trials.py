@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -97,8 +98,9 @@ def _rounds(path: Path) -> tuple[list[dict], list[str], int]:
 
 
 def _gate(window: list[dict], head: str, cases: list[str], gated: tuple, pairs: int, max_pairs: int,
-          alphas: tuple, threshold: float, min_effect: float) -> str:
-    """The gate's overall verdict on `window` (rounds in order) for `head` against A, with its two looks."""
+          alphas: tuple, threshold: float, min_effect: float) -> tuple[str, int]:
+    """The gate's overall verdict on `window` (rounds in order) for `head` against A, with its two looks, and
+    the rounds it used (`pairs` when every case decided at the first look)."""
     series = {}
     for c in cases:
         usable = [rd["values"][c] for rd in window if {"A", head} <= set(rd["values"].get(c, {}))]
@@ -106,11 +108,13 @@ def _gate(window: list[dict], head: str, cases: list[str], gated: tuple, pairs: 
     first = {c: {m: (b[:pairs], h[:pairs]) for m, (b, h) in s.items()} for c, s in series.items()}
     decided = look(first, {c: gated for c in cases}, alphas[0], threshold, min_effect)
     open_ = [c for c in cases if decided[c].verdict == "inconclusive"]
+    used = min(pairs, len(window))
     if open_ and max_pairs > pairs:
         decided.update(look({c: series[c] for c in open_}, {c: gated for c in open_}, alphas[1], threshold,
                             min_effect))
+        used = len(window)
     vs = [decided[c].verdict for c in cases]
-    return next((v for v in ("regression", "inconclusive") if v in vs), "pass")
+    return next((v for v in ("regression", "inconclusive") if v in vs), "pass"), used
 
 
 def evaluate(path: Path, pairs: int, max_pairs: int, alpha: float = 0.01, threshold: float = 0.05,
@@ -140,16 +144,21 @@ def evaluate(path: Path, pairs: int, max_pairs: int, alpha: float = 0.01, thresh
         windows = [rounds[start:start + max_pairs] for start in range(0, len(rounds) - max_pairs + 1, max_pairs)]
         method = (f"windows of {max_pairs} consecutive rounds of one recording ({len(rounds)} rounds, "
                   f"{len(cases)} cases: {', '.join(cases)})")
+    # the median round, not the mean: a recorder paused (SIGSTOP) or starved for a while puts that time into one
+    # round's seconds
+    round_s = statistics.median(rd["seconds"] for rd in rounds) if rounds else None
     out = {}
     for name, head in (("A/A", "A'"), ("injected", "B")):
-        verdicts = [_gate(w, head, cases, gated, pairs, max_pairs, alphas, threshold, min_effect) for w in windows]
-        # a round ran three children (A, A', B); a gate runs two of them: two thirds of its time
-        seconds = [sum(rd["seconds"] for rd in w) * 2 / 3 for w in windows]
+        gates = [_gate(w, head, cases, gated, pairs, max_pairs, alphas, threshold, min_effect) for w in windows]
+        verdicts = [v for v, _ in gates]
         n = len(verdicts)
-        out[name] = {"gates": n, "seconds_per_gate": sum(seconds) / n if n else None,
+        # a round ran three children (A, A', B); a gate runs two of them: two thirds of a round's time
+        out[name] = {"gates": n, "seconds_per_gate": (statistics.mean(used for _, used in gates) * round_s * 2 / 3
+                                                      if n else None),
                      **{v: _share(verdicts.count(v), n, bounds=not resample)
                         for v in ("regression", "inconclusive", "pass")}}
-    out["method"] = method + "; s per gate estimated as 2/3 of a window's time"
+    out["method"] = method + ("; s per gate: the rounds each gate used (its first look's, or all when a case went "
+                              f"on to the second) x the median round ({round_s:.2f} s) x 2/3" if round_s else "")
     out["settings"] = {"pairs": pairs, "max_pairs": max_pairs, "alpha": alpha, "threshold": threshold,
                        "min_effect": min_effect, "metric": list(gated),
                        **({"resample": resample, "block": block, "seed": seed} if resample else {})}
