@@ -6,7 +6,6 @@
  * GroupQueryAttention converted f16 rows per query head, and with the Casts around it took 3-4x the time of
  * those bytes at depth 1024). The loops over rows are per ISA (tb_attn_avx512.c, tb_attn_avx2.c,
  * tb_attn_neon.c, or the portable ones here), picked by the kernel path; the softmax's exp is tb_expf. */
-#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
