@@ -167,12 +167,6 @@ static void ta_task(void *user, size_t item) {
     free(q);
 }
 
-static int tb_attn_serial(void *runner, void (*fn)(void *, size_t), size_t total, void *user) {
-    (void)runner;
-    for (size_t i = 0; i < total; i++) fn(user, i);
-    return 0;
-}
-
 /* The new tokens' K (rotated) and V rows into the cache, in its element type. */
 static void tb_attn_store(const tb_attn_args *a) {
     size_t D = a->D, width = (a->H + 2 * a->KVH) * D;
@@ -219,7 +213,7 @@ int tb_attention(const tb_kernels *kern, const tb_attn_args *a, tb_parallel_for 
     if (!a->B || !a->S) return 0;
     tb_attn_store(a);
     size_t tasks = a->B * a->KVH * ((a->S + job.nq - 1) / job.nq);
-    int rc = (pfor ? pfor : tb_attn_serial)(runner, ta_task, tasks, &job);
+    int rc = (pfor ? pfor : tb_serial_for)(runner, ta_task, tasks, &job);
     if (rc) snprintf(err, errlen, "onnxruntime's ParallelFor failed");
     else if (atomic_load(&job.failed)) snprintf(err, errlen, "out of memory");
     return rc || atomic_load(&job.failed) ? -1 : 0;

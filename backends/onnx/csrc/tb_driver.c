@@ -388,7 +388,7 @@ static int tb_matmul_units(tb_job *job, tb_parallel_for pfor, void *runner, char
     return rc;
 }
 
-static int tb_serial(void *runner, void (*fn)(void *, size_t), size_t total, void *user) {
+int tb_serial_for(void *runner, void (*fn)(void *, size_t), size_t total, void *user) {
     (void)runner;
     for (size_t i = 0; i < total; i++) fn(user, i);
     return 0;
@@ -404,7 +404,7 @@ int tb_matmul(const tb_kernels *kern, const float *x, size_t M, size_t K, const 
     }
     job.kq = job.g.kp;
     if (M == 0) return 0;
-    if (!pfor) pfor = tb_serial;
+    if (!pfor) pfor = tb_serial_for;
     if (kern->units && M >= TB_UNIT_MIN_ROWS) return tb_matmul_units(&job, pfor, runner, err, errlen);
     if (kern->rowlut && M >= TB_ROWLUT_MIN_ROWS) return tb_matmul_rowlut(&job, pfor, runner, err, errlen);
     size_t qbytes = (M * job.g.kp + 63) & ~(size_t)63;

@@ -6,6 +6,8 @@
 
 /* Runs fn(user, i) for i < total, possibly in parallel; returns 0 on success. */
 typedef int (*tb_parallel_for)(void *runner, void (*fn)(void *, size_t), size_t total, void *user);
+/* A tb_parallel_for that runs every task on the calling thread (callers given no pool). */
+int tb_serial_for(void *runner, void (*fn)(void *, size_t), size_t total, void *user);
 
 const tb_kernels *tb_select(char *err, size_t errlen);
 int tb_packing_from_name(const char *name);

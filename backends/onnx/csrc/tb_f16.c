@@ -106,17 +106,11 @@ static void th_task(void *user, size_t i) {
     for (size_t m = 0; m < job->M; m++) job->fn(job->x + m * job->K, job->K, job->w, n0, n1, job->y + m * job->N);
 }
 
-static int th_serial(void *runner, void (*fn)(void *, size_t), size_t total, void *user) {
-    (void)runner;
-    for (size_t i = 0; i < total; i++) fn(user, i);
-    return 0;
-}
-
 int th_matmul(const float *x, size_t M, size_t K, const uint16_t *w, size_t N, float *y, tb_parallel_for pfor,
               void *runner) {
     th_job job = {th_select()->cols, x, w, y, M, K, N};
     if (M == 0 || N == 0) return 0;
-    return (pfor ? pfor : th_serial)(runner, th_task, (N + TH_CHUNK - 1) / TH_CHUNK, &job);
+    return (pfor ? pfor : tb_serial_for)(runner, th_task, (N + TH_CHUNK - 1) / TH_CHUNK, &job);
 }
 
 /* Y[M, N] = X[M, K] @ W[N, K]^T with W in half precision, on the calling thread. Returns 0. */
