@@ -30,29 +30,21 @@ TERNARY = tuple(f for f, info in FORMATS.items() if info.ternary)
 BASELINES = tuple(f for f, info in FORMATS.items() if not info.ternary)
 
 
-class KvType(str):
-    """A KV cache element type, f16 or f32: a str that refuses anything else, so that a bad `--opt kv_type`
-    is refused (exit 2) before any case runs."""
+def _choice(name: str, values: tuple[str, ...]) -> type:
+    """A str type that refuses anything but `values`, so that a bad `--opt` value is refused (exit 2) before
+    any case runs; `name` is what Option's error message calls it."""
 
-    def __new__(cls, value):
-        if value not in ("f16", "f32"):
+    def new(cls, value):
+        if value not in values:
             raise ValueError(value)
-        return super().__new__(cls, value)
+        return str.__new__(cls, value)
+
+    return type(name, (str,), {"__new__": new})
 
 
-KvType.__name__ = "KV type (f16 or f32)"  # what Option's error message names
-
-
-class Attention(str):
-    """The decoder's attention op: tritbench (the op library's) or onnxruntime (com.microsoft's)."""
-
-    def __new__(cls, value):
-        if value not in ("tritbench", "onnxruntime"):
-            raise ValueError(value)
-        return super().__new__(cls, value)
-
-
-Attention.__name__ = "choice of attention op (tritbench or onnxruntime)"
+KvType = _choice("KV type (f16 or f32)", ("f16", "f32"))
+# the decoder's attention op: the op library's or onnxruntime's (com.microsoft)
+Attention = _choice("choice of attention op (tritbench or onnxruntime)", ("tritbench", "onnxruntime"))
 
 
 def _model(fmt: str, t: np.ndarray, scale: float, M: int, options: dict):
