@@ -386,12 +386,13 @@ const tb_kernels tb_kernels_avx2 = {
     .rowlut = tk_avx2_rowlut,
 };
 
-/* AVX-512 machines: the AVX2 per-row kernels for few rows, vpermb unit tables (tb_avx512.c) for GEMM. */
+/* AVX-512 machines: the AVX2 tables with zmm per-row kernels for few rows, vpermb unit tables for GEMM
+ * (tb_avx512.c). */
 const tb_kernels tb_kernels_avx512 = {
     .name = "avx512",
     .quantize = tq_avx2_quantize,
     .tables = tk_avx2_tables,
-    .tile = tk_avx2_tile,
+    .tile = tk_avx512_tile,
     .rowtab = tk_avx2_rowtab,
     .rowlut = tk_avx2_rowlut,
     .units = &tb_unit_kernels_avx512,

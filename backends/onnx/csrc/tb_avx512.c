@@ -1,4 +1,5 @@
-/* AVX-512 (F, BW, VBMI) GEMM path: "unit tables" looked up with vpermb. This translation unit alone is
+/* AVX-512 (F, BW, VBMI) paths: per-row table lookups on zmm for few rows, and for GEMM "unit tables"
+ * looked up with vpermb. This translation unit alone is
  * compiled with -mavx512f -mavx512bw -mavx512vbmi; the driver calls it only when the CPU and OS have them.
  *
  * A unit is 3 consecutive weights of a column along K, in both packings (tern2's pairs are regrouped into
@@ -7,8 +8,8 @@
  * at once: 96 weight-row products per lookup and one vpaddw, with no sign fix-up (the tern1.67 sign is
  * folded back into the code when decoding). Decoded codes are stored as byte pairs (2c, 2c + 1) so that
  * vpermb returns whole int16 entries: measured here, vpermb zmm runs 1.6x as often as vpermw zmm.
- * Decoding a tile costs about one row of lookups, so this path pays from a few rows on; single rows keep
- * the AVX2 per-row kernels.
+ * Decoding a tile costs about one row of lookups, so this path pays from a few rows on; fewer rows use
+ * the per-row kernels at the end of this file.
  *
  * Exactness: int16 lanes hold at most TB_UNIT_BLOCK unit sums (|v| <= 381) before they are widened into
  * int32, so no partial sum can overflow for any K. */
@@ -159,6 +160,109 @@ static void tk_avx512_unit_gemm(const int16_t *codes, size_t ncols, size_t units
         tk_avx512_gemm_128(codes, units, tab, tstride, acc, astride);
     else
         tk_avx512_gemm_64(codes, units, tab, tstride, acc, astride);
+}
+
+/* ---- per-row kernels (few rows: decode steps) ----
+ * The AVX2 per-row lookups (tb_avx2.c) on whole zmm: one 64-byte load is a step's two 32-byte vectors, so
+ * its low nibbles are index planes 0 and 2 and its high nibbles planes 1 and 3, and the pair's two ymm
+ * tables, broadcast to both halves, serve both. Half the instructions per weight byte of the ymm loop,
+ * which at one thread was bound by its shuffles rather than by memory. Accumulator lanes: (group 2p,
+ * group 2p+1) of columns c..c+7, then the same for columns c+32..c+39; flushes add each lane pair. */
+#define TK_PF(p) _mm_prefetch((const char *)(p) + 16384, _MM_HINT_T1) /* as tb_avx2.c: 16 KB ahead into L2 */
+#define TK_TERN2_FLUSH 64 /* a lane: 64 * 254; two lanes added: < 32768 */
+#define TK_TERN3_FLUSH 21 /* a lane: 2 pairs * 21 * 382; two lanes added: < 32768 */
+
+/* Lanes (0 + 1) and (2 + 3) of an int16 accumulator, widened and added to columns o[0..7] and o[32..39]. */
+static inline void tk_avx512_flush(__m512i acc, int32_t *o) {
+    __m256i lo = _mm512_castsi512_si256(acc), hi = _mm512_extracti64x4_epi64(acc, 1);
+    __m128i s0 = _mm_add_epi16(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1));
+    __m128i s1 = _mm_add_epi16(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1));
+    _mm256_storeu_si256((__m256i *)o, _mm256_add_epi32(ld(o), _mm256_cvtepi16_epi32(s0)));
+    _mm256_storeu_si256((__m256i *)(o + 32), _mm256_add_epi32(ld(o + 32), _mm256_cvtepi16_epi32(s1)));
+}
+
+static inline void tk_avx512_flush_all(const __m512i a[4], int32_t *out) {
+    for (int j = 0; j < 4; j++) tk_avx512_flush(a[j], out + (j << 3));
+}
+
+/* Table lookups of one index vector: 64 int16 values (low/high bytes from tl/th) into a0 (first 8 columns
+ * of each lane) and a1 (last 8); neg: lanes whose group is negative get ~v (tern1.67). */
+#define TK_ZLOOKUP(ix, neg, a0, a1)                                                          \
+    do {                                                                                     \
+        __m512i lo_ = _mm512_shuffle_epi8(tl, (ix)), hi_ = _mm512_shuffle_epi8(th, (ix));    \
+        lo_ = _mm512_mask_sub_epi8(lo_, (neg), ones, lo_);                                   \
+        hi_ = _mm512_mask_sub_epi8(hi_, (neg), ones, hi_);                                   \
+        a0 = _mm512_add_epi16(a0, _mm512_unpacklo_epi8(lo_, hi_));                           \
+        a1 = _mm512_add_epi16(a1, _mm512_unpackhi_epi8(lo_, hi_));                           \
+    } while (0)
+
+static inline __m512i tk_avx512_bcast(const uint8_t *p) { return _mm512_broadcast_i64x4(ld(p)); }
+
+/* One row, one 64-column tile, tern2 (no negative lanes: the mask is empty). */
+static void tk_avx512_tern2_row(const uint8_t *w, const uint8_t *tab, size_t npairs, int32_t *out) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi8(-1);
+    while (npairs) {
+        size_t n = npairs < TK_TERN2_FLUSH ? npairs : TK_TERN2_FLUSH;
+        npairs -= n;
+        __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                        _mm512_setzero_si512()};
+        for (; n; n--) {
+            TK_PF(w);
+            __m512i tl = tk_avx512_bcast(tab), th = tk_avx512_bcast(tab + 32), v = _mm512_loadu_si512(w);
+            TK_ZLOOKUP(_mm512_and_si512(v, m4), 0, a[0], a[1]);
+            TK_ZLOOKUP(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), 0, a[2], a[3]);
+            w += TB_STEP_TERN2;
+            tab += TB_TAB_PAIR;
+        }
+        tk_avx512_flush_all(a, out);
+    }
+}
+
+/* One row, one 64-column tile, tern1.67. The sign vector's bit 7 - j of byte i belongs to byte i of index
+ * plane j (pair 0: planes 0-3, bits 7-4; pair 1: bits 3-0); with the vector broadcast to both halves, one
+ * test per lookup picks plane x's bit in the low half and plane x + 2's in the high half. */
+static void tk_avx512_tern3_row(const uint8_t *w, const uint8_t *tab, size_t nduos, int32_t *out) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi8(-1);
+    const __m512i bit[4] = {
+        _mm512_inserti64x4(_mm512_set1_epi8((char)0x80), _mm256_set1_epi8(0x20), 1),
+        _mm512_inserti64x4(_mm512_set1_epi8(0x40), _mm256_set1_epi8(0x10), 1),
+        _mm512_inserti64x4(_mm512_set1_epi8(0x08), _mm256_set1_epi8(0x02), 1),
+        _mm512_inserti64x4(_mm512_set1_epi8(0x04), _mm256_set1_epi8(0x01), 1),
+    };
+    while (nduos) {
+        size_t n = nduos < TK_TERN3_FLUSH ? nduos : TK_TERN3_FLUSH;
+        nduos -= n;
+        __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                        _mm512_setzero_si512()};
+        for (; n; n--) {
+            TK_PF(w);
+            TK_PF(w + 64);
+            TK_PF(w + 128);
+            __m512i s = tk_avx512_bcast(w + 128);
+            for (int p = 0; p < 2; p++) {
+                __m512i tl = tk_avx512_bcast(tab + (p << 6)), th = tk_avx512_bcast(tab + (p << 6) + 32);
+                __m512i v = _mm512_loadu_si512(w + (p << 6));
+                TK_ZLOOKUP(_mm512_and_si512(v, m4), _mm512_test_epi8_mask(s, bit[2 * p]), a[0], a[1]);
+                TK_ZLOOKUP(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_test_epi8_mask(s, bit[2 * p + 1]),
+                           a[2], a[3]);
+            }
+            w += TB_STEP_TERN167;
+            tab += 2 * TB_TAB_PAIR;
+        }
+        tk_avx512_flush_all(a, out);
+    }
+}
+
+void tk_avx512_tile(int packing, const uint8_t *w, const uint8_t *tab, size_t tab_stride, size_t rows, size_t nsteps,
+                    int32_t *out) {
+    for (; rows; rows--) {
+        if (packing == TB_TERN2)
+            tk_avx512_tern2_row(w, tab, nsteps, out);
+        else
+            tk_avx512_tern3_row(w, tab, nsteps, out);
+        tab += tab_stride;
+        out += TB_TILE_N;
+    }
 }
 
 const tb_unit_kernels tb_unit_kernels_avx512 = {

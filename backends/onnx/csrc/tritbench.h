@@ -76,6 +76,9 @@ extern const tb_kernels tb_kernels_portable;
 extern const tb_kernels tb_kernels_avx2;
 extern const tb_kernels tb_kernels_avx512;
 extern const tb_unit_kernels tb_unit_kernels_avx512;
+/* tb_kernels.tile on whole zmm (tb_avx512.c). */
+void tk_avx512_tile(int packing, const uint8_t *w, const uint8_t *tab, size_t tab_stride, size_t rows, size_t nsteps,
+                    int32_t *out);
 #endif
 #if defined(__aarch64__)
 extern const tb_kernels tb_kernels_neon;
