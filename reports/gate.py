@@ -68,8 +68,9 @@ def to_markdown(g: GateResult) -> str:
             ("noise", "noise (sd)", None), ("detectable", "detectable slowdown", None)]
     lines = [f"### tritbench gate `{md_text(g.axis['label'])}`: {g.overall()}", ""]
     lines += md_table(df, cols, hide_constant=False, right={"base", "head", "ratio", "pairs", "noise", "detectable"})
-    looks = (f"two looks ({st['pairs']} then up to {st['max_pairs']} pairs, alpha split between them)"
-             if st["max_pairs"] > st["pairs"] else f"one look at {st['pairs']} pairs")
+    points = st["looks"]
+    looks = (f"{len(points)} looks (at {', '.join(map(str, points[:-1]))} and up to {points[-1]} pairs, alpha split "
+             "evenly between them)" if len(points) > 1 else f"one look at {points[0]} pairs")
     lines += [
         "",
         f"Verdicts: regression = a slowdown of at least {_pct(st['min_effect'])} with Holm-adjusted p < "
@@ -97,7 +98,7 @@ def _build_text(fp: dict) -> str:
 
 def _confidence(st: dict) -> float:
     """The intervals' two-sided confidence at the last look (1 - 2 alpha of that look)."""
-    alpha = st["alpha"] / 2 if st["max_pairs"] > st["pairs"] else st["alpha"]
+    alpha = st["alpha"] / len(st["looks"])
     return round(100 * (1 - 2 * alpha), 3)
 
 

@@ -115,10 +115,16 @@ def test_fractions_and_settings():
             fraction(bad, "--threshold")
     axis = parse_axis("env:X=a,b")
     for kwargs in ({"threshold": 0.0}, {"threshold": 1.5}, {"alpha": 0.0}, {"alpha": 0.7}, {"min_effect": 0.06},
-                   {"pairs": 1}, {"pairs": 8, "max_pairs": 4}, {"metric": "joules"}, {"inconclusive": "maybe"}):
+                   {"pairs": 1}, {"pairs": 8, "max_pairs": 4}, {"metric": "joules"}, {"inconclusive": "maybe"},
+                   {"pairs": 8, "max_pairs": 10, "looks": 4}, {"pairs": 8, "max_pairs": 10, "looks": 1}):
         with pytest.raises(ConfigError):
             GateConfig(axis, **kwargs).validate()
-    assert GateConfig(axis, pairs=8, max_pairs=8).two_looks is False
+    # looks evenly spaced from --pairs to --max-pairs; the default is 32 -> 96 -> 160
+    assert GateConfig(axis).look_points() == [32, 96, 160]
+    assert GateConfig(axis, pairs=8, max_pairs=8).look_points() == [8]
+    assert GateConfig(axis, pairs=16, max_pairs=32, looks=2).look_points() == [16, 32]
+    assert GateConfig(axis, pairs=10, max_pairs=20, looks=4).look_points() == [10, 13, 17, 20]
+    assert GateConfig(axis, pairs=8, max_pairs=10, looks=3).look_points() == [8, 9, 10]
 
 
 def test_sides_set_the_axis_and_nothing_else(tmp_path):
@@ -185,7 +191,8 @@ def test_both_metrics_gate_when_asked():
 def test_metric_choice_and_look_alphas():
     assert gated_metrics("auto", 1) == ("cpu",) and gated_metrics("auto", 4) == ("wall",)
     assert gated_metrics("both", 1) == ("cpu", "wall")
-    assert look_alphas(0.01, True) == [0.005, 0.005] and look_alphas(0.01, False) == [0.01]
+    assert look_alphas(0.01, 2) == [0.005, 0.005] and look_alphas(0.01, 1) == [0.01]
+    assert look_alphas(0.03, 3) == pytest.approx([0.01] * 3)
 
 
 def test_round_values_are_medians_of_a_childs_repetitions():
@@ -251,15 +258,19 @@ def test_identical_sides_pass(tmp_path):
     assert result.cases[0].status == "pass" and result.exit_code() == 0
 
 
-def test_undecided_cases_continue_to_the_second_look_and_decided_ones_stop(tmp_path):
+def test_undecided_cases_continue_to_later_looks_and_decided_ones_stop(tmp_path):
     cfg = config(tmp_path, shapes=["256x64", "512x64"])
     child = FakeChild(slowdown={256: 2.0, 512: 1.0}, noise=0.4)  # 256: obvious; 512: noise only
-    # 10 pairs: the smallest one-sided p is 2^-10, below the first look's alpha/2 split by Holm over 2 tests
+    # 10 pairs: the smallest one-sided p is 2^-10, below the first look's alpha/3 split by Holm over 2 tests
     result = gate(tmp_path, child, cfg=cfg, pairs=10, max_pairs=20)
     by = {c.name.split()[-1]: c for c in result.cases}
     assert by["256x64"].status == "regression" and [n for n, _ in by["256x64"].looks] == [10]
-    assert len(by["512x64"].rounds) == 20 and [n for n, _ in by["512x64"].looks] == [10, 20]
+    assert len(by["512x64"].rounds) == 20 and [n for n, _ in by["512x64"].looks] == [10, 15, 20]
     assert [w for _, w in child.calls[20:]] == [["gemv 512x64"]] * 20  # only the undecided workload ran on
+    assert result.settings["looks"] == [10, 15, 20]
+    two = gate(tmp_path, FakeChild(slowdown={256: 2.0, 512: 1.0}, noise=0.4), cfg=cfg, pairs=10, max_pairs=20,
+               looks=2)
+    assert [n for n, _ in two.cases[1].looks] == [10, 20]
 
 
 def test_a_side_that_fails_is_an_error_not_a_regression(tmp_path):
@@ -330,18 +341,18 @@ def recording(path, rounds: int, slowdown: float, noise: float = 0.02):
 def test_windows_of_a_recording_give_false_alarms_and_power(tmp_path):
     from tritbench.execute.trials import evaluate
 
-    out = evaluate(recording(tmp_path / "rec.jsonl", 64, 0.8), pairs=16, max_pairs=16)
+    out = evaluate(recording(tmp_path / "rec.jsonl", 64, 0.8), [16])
     assert out["A/A"]["gates"] == out["injected"]["gates"] == 4
     assert out["A/A"]["regression"]["count"] == 0 and out["injected"]["regression"]["count"] == 4
     assert out["injected"]["regression"]["ci95"][0] == pytest.approx(0.3976, abs=1e-3)  # 4 of 4
     assert out["A/A"]["seconds_per_gate"] == pytest.approx(64.0)  # two of three children a round
-    two = evaluate(tmp_path / "rec.jsonl", pairs=12, max_pairs=32)
+    two = evaluate(tmp_path / "rec.jsonl", [12, 22, 32])
     assert two["A/A"]["gates"] == 2 and "windows of 32 consecutive rounds" in two["method"]
     # a gate that decides at its first look costs that look's rounds; a paused recorder's long round does not count
     lines = (tmp_path / "rec.jsonl").read_text().splitlines()
     lines[5] = lines[5].replace('"seconds": 6.0', '"seconds": 3600.0')
     (tmp_path / "rec.jsonl").write_text("\n".join(lines) + "\n")
-    two = evaluate(tmp_path / "rec.jsonl", pairs=12, max_pairs=32)
+    two = evaluate(tmp_path / "rec.jsonl", [12, 22, 32])
     assert two["injected"]["seconds_per_gate"] == pytest.approx(12 * 6.0 * 2 / 3)  # decided at 12 pairs
     assert 12 * 4 <= two["A/A"]["seconds_per_gate"] <= 32 * 4 and "median round (6.00 s)" in two["method"]
 
@@ -353,15 +364,15 @@ def test_resampled_gates_of_a_recording(tmp_path):
     from tritbench.execute.trials import evaluate
 
     path = recording(tmp_path / "rec.jsonl", 40, 0.8)
-    out = evaluate(path, pairs=16, max_pairs=32, resample=30, block=4, seed=3)
+    out = evaluate(path, [16, 24, 32], resample=30, block=4, seed=3)
     assert out["A/A"]["gates"] == out["injected"]["gates"] == 30  # 40 rounds hold one window of 32
     # a drawn gate may repeat a block, which the signed-rank test counts twice: an A/A alarm now and then
     assert out["injected"]["regression"]["count"] == 30 and out["A/A"]["regression"]["count"] <= 3
     assert out["injected"]["regression"]["ci95"] == [None, None]
     assert out["method"].startswith("resampled: 30 gates of 32 rounds") and out["settings"]["block"] == 4
-    assert evaluate(path, pairs=16, max_pairs=32, resample=30, block=4, seed=3) == out
+    assert evaluate(path, [16, 24, 32], resample=30, block=4, seed=3) == out
     with pytest.raises(ConfigError, match="--block 41: the recording holds only 40 rounds"):
-        evaluate(path, pairs=16, max_pairs=32, resample=5, block=41)
+        evaluate(path, [16, 24, 32], resample=5, block=41)
 
 
 def test_gate_trials_evaluate_prints_the_table(tmp_path, monkeypatch, capsys):

@@ -31,6 +31,7 @@ SMALL_PLAN = ["-b", "llamacpp", "-f", "tq2_0", "-w", "pp", "-p", "32", "-r", "2"
     (["--ab", "env:X=a,b", "--threshold", "150%"], "--threshold must be between"),
     (["--ab", "env:X=a,b", "--alpha", "0"], "--alpha must be between"),
     (["--ab", "env:X=a,b", "--pairs", "8", "--max-pairs", "4"], "--max-pairs must be between"),
+    (["--ab", "env:X=a,b", "--pairs", "8", "--max-pairs", "10", "--looks", "4"], "--looks must be between 2 and 3"),
     (["--ab", "env:X=a,b", "--min-effect", "9%"], "--min-effect must be >= 0 and below --threshold"),
 ])
 def test_bad_input_is_one_line_and_runs_nothing(args, fragment, tb_home, tmp_path):

@@ -117,10 +117,10 @@ def look(cases: dict[str, dict[str, tuple[list[float], list[float]]]], gated: di
     return out
 
 
-def look_alphas(alpha: float, two_looks: bool) -> list[float]:
+def look_alphas(alpha: float, looks: int) -> list[float]:
     """The family alpha split between the looks (Bonferroni over looks: the chance of a false regression
-    over both looks stays within `alpha`)."""
-    return [alpha / 2, alpha / 2] if two_looks else [alpha]
+    over all of them stays within `alpha`)."""
+    return [alpha / looks] * looks
 
 
 @dataclass
@@ -155,7 +155,7 @@ class GateResult:
     """A finished gate: what was compared, how, on what, and every case's result."""
 
     axis: dict  # kind, name, base, head, label
-    settings: dict  # threshold, alpha, min_effect, pairs, max_pairs, metric, inconclusive
+    settings: dict  # threshold, alpha, min_effect, pairs, max_pairs, looks (pairs at each), metric, inconclusive
     seed: int  # the order of the sides in each round
     cases: list[CaseResult]
     builds: dict[str, dict]  # side -> backend -> build fingerprint

@@ -22,7 +22,7 @@ from tritbench.cli import run as flags
 from tritbench.cli.console import err, plain
 from tritbench.errors import BenchError, ConfigError
 from tritbench.execute.gate import run_gate
-from tritbench.plan.ab import LOOK_FACTOR, GateConfig, fraction, parse_axis
+from tritbench.plan.ab import LOOK_FACTOR, LOOKS, GateConfig, fraction, parse_axis
 from tritbench.plan.suite import builtin_suite, make_config, read_suite
 from tritbench.reports import gate as gate_report
 
@@ -71,7 +71,8 @@ def gate(
     alpha: Annotated[float, typer.Option("--alpha", help="Family-wise false-alarm rate")] = 0.01,
     min_effect: Annotated[str, typer.Option("--min-effect", help="Smallest slowdown called a regression")] = "1%",
     pairs: Annotated[int, typer.Option("--pairs", help="Paired rounds before the first look")] = 32,
-    max_pairs: Annotated[int | None, typer.Option("--max-pairs", help="Undecided cases continue to this")] = None,
+    max_pairs: Annotated[int | None, typer.Option("--max-pairs", help="Undecided cases continue up to this")] = None,
+    looks: Annotated[int, typer.Option("--looks", help="Looks from --pairs to --max-pairs, evenly spaced")] = LOOKS,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the base/head order (default: random)")] = None,
     metric: Annotated[str, typer.Option("--metric", help="auto (CPU time at 1 thread), cpu, wall, both")] = "auto",
     inconclusive: Annotated[str, typer.Option("--inconclusive", help="pass or fail")] = "fail",
@@ -103,7 +104,7 @@ def gate(
     cfg = make_config({**builtin_suite("gate"), **(read_suite(suite) if suite else {})}, overrides)
     gcfg = GateConfig(axis, threshold=fraction(threshold, "--threshold"), alpha=alpha,
                       min_effect=fraction(min_effect, "--min-effect"), pairs=pairs,
-                      max_pairs=max_pairs if max_pairs is not None else LOOK_FACTOR * pairs,
+                      max_pairs=_max_pairs(pairs, max_pairs, looks), looks=looks,
                       seed=seed if seed is not None else secrets.randbelow(2**31), metric=metric,
                       inconclusive=inconclusive, repo=str(repo))
     gcfg.validate()
@@ -208,6 +209,13 @@ def _print_trials(summary: dict, json_path: str | None) -> None:
         _write(json_path, json.dumps(summary, indent=2) + "\n", "--json")
 
 
+
+def _max_pairs(pairs: int, max_pairs: int | None, looks: int) -> int:
+    """--max-pairs, or by default LOOK_FACTOR x --pairs (just --pairs for a single look)."""
+    if max_pairs is not None:
+        return max_pairs
+    return LOOK_FACTOR * pairs if looks > 1 else pairs
+
 @trials.command("record")
 def trials_record(
     path: Annotated[Path, typer.Argument(help="The recording (JSONL, appended to)")],
@@ -237,6 +245,7 @@ def trials_evaluate(
     path: Annotated[Path, typer.Argument(help="A recording")],
     pairs: Annotated[int, typer.Option("--pairs")] = 32,
     max_pairs: Annotated[int | None, typer.Option("--max-pairs")] = None,
+    looks: Annotated[int, typer.Option("--looks")] = LOOKS,
     alpha: Annotated[float, typer.Option("--alpha")] = 0.01,
     threshold: Annotated[str, typer.Option("--threshold")] = "5%",
     json_path: Annotated[str | None, typer.Option("--json")] = None,
@@ -251,13 +260,13 @@ def trials_evaluate(
     from tritbench.execute.trials import evaluate
 
     read_user_text(path, "recording")
-    g = GateConfig(parse_axis("env:X=a,b"), pairs=pairs, max_pairs=max_pairs or LOOK_FACTOR * pairs, alpha=alpha,
-                   threshold=fraction(threshold, "--threshold"))
+    g = GateConfig(parse_axis("env:X=a,b"), pairs=pairs, max_pairs=_max_pairs(pairs, max_pairs, looks), looks=looks,
+                   alpha=alpha, threshold=fraction(threshold, "--threshold"))
     g.validate()
     if resample < 0 or block < 1:
         raise ConfigError(f"--resample must be >= 0 and --block >= 1, got {resample} and {block}")
     try:
-        summary = evaluate(path, g.pairs, g.max_pairs, g.alpha, g.threshold, g.min_effect, resample=resample,
+        summary = evaluate(path, g.look_points(), g.alpha, g.threshold, g.min_effect, resample=resample,
                            block=block, seed=seed)
     except (ValueError, KeyError, TypeError) as exc:
         raise BenchError(f"{path} is not a gate-trials recording: {exc}") from None
@@ -274,6 +283,7 @@ def trials_full(
     warmups: flags.Warmups = None,
     pairs: Annotated[int, typer.Option("--pairs")] = 32,
     max_pairs: Annotated[int | None, typer.Option("--max-pairs")] = None,
+    looks: Annotated[int, typer.Option("--looks")] = LOOKS,
     out: Annotated[str, typer.Option("--out", help="Results folder of the gates")] = "results/gate-trials",
     json_path: Annotated[str | None, typer.Option("--json")] = None,
 ) -> None:
@@ -283,6 +293,7 @@ def trials_full(
     cfg = _trial_config(suite, backends, formats, n_prompt, n_gen, kinds, threads, repetitions, warmups, out)
     events = flags.TerminalEvents()
     with flags.measuring(events, nothing="interrupted: no trial finished"):
-        looks = {"pairs": pairs, "max_pairs": max_pairs or LOOK_FACTOR * pairs}
-        summary = full(cfg, base, head, trials_n, looks, Path(out), events)
+        schedule = {"pairs": pairs, "max_pairs": _max_pairs(pairs, max_pairs, looks), "looks": looks}
+        GateConfig(parse_axis("env:X=a,b"), **schedule).validate()
+        summary = full(cfg, base, head, trials_n, schedule, Path(out), events)
     _print_trials(summary, json_path)

@@ -86,7 +86,7 @@ class TerminalEvents(RunEvents):
         err.print(plain(f"resuming {path}: {skipped} finished cases skipped"))
 
     def started(self, children: int) -> None:
-        self.close()  # a gate's second look starts a new count
+        self.close()  # a gate's later looks start a new count
         label = TextColumn("{task.description}", markup=False)  # labels hold model names: plain text
         columns = (label, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         self.progress = Progress(*columns, console=err, transient=True)

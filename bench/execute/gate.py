@@ -4,7 +4,7 @@ Every round runs, for each pair of twin variants (base and head differ only alon
 child of each side in an order drawn from a seeded RNG (the pairs' order is drawn too, and every order is
 recorded). Each child loads its model, warms up and times `repetitions` repetitions; the median of each
 workload is that round's value. After `pairs` rounds every case gets a verdict
-(tritbench.analysis.gate.look); undecided ones continue to `max_pairs` rounds for a second look. The
+(tritbench.analysis.gate.look); undecided ones continue to later looks, evenly spaced up to `max_pairs`. The
 children's samples become ordinary result records (one per side and case) in the gate's results file.
 """
 
@@ -121,17 +121,19 @@ class Gate:
         with store.lock():
             self.events.started(2 * len(twins) * self.gcfg.pairs)
             try:
-                self._rounds(runner, cases, 0, self.gcfg.pairs)
-                alphas = look_alphas(self.gcfg.alpha, self.gcfg.two_looks)
-                self._look(cases, alphas[0])
-                if self.gcfg.two_looks and not all(c.result.decided for c in cases):
-                    open_ = sum(not c.result.decided for c in cases)
-                    self.events.warning(f"{open_} case(s) undecided after {self.gcfg.pairs} pairs: "
-                                        f"continuing to {self.gcfg.max_pairs}")
-                    twins_open = len({id(c.base) for c in cases if not c.result.decided})
-                    self.events.started(2 * twins_open * (self.gcfg.max_pairs - self.gcfg.pairs))
-                    self._rounds(runner, cases, self.gcfg.pairs, self.gcfg.max_pairs)
-                    self._look([c for c in cases if not c.result.decided], alphas[1])
+                points = self.gcfg.look_points()
+                alphas = look_alphas(self.gcfg.alpha, len(points))
+                done = 0
+                for n, alpha in zip(points, alphas, strict=True):
+                    open_ = [c for c in cases if not c.result.decided]
+                    if not open_:
+                        break
+                    if done:
+                        self.events.warning(f"{len(open_)} case(s) undecided after {done} pairs: continuing to {n}")
+                        self.events.started(2 * len({id(c.base) for c in open_}) * (n - done))
+                    self._rounds(runner, cases, done, n)
+                    self._look(open_, alpha)
+                    done = n
             except KeyboardInterrupt:
                 self._write(runner, cases, "interrupted")
                 raise RunInterrupted(store.path) from None
@@ -141,15 +143,15 @@ class Gate:
             self._write(runner, cases, None)
         g = self.gcfg
         settings = {"threshold": g.threshold, "alpha": g.alpha, "min_effect": g.min_effect, "pairs": g.pairs,
-                    "max_pairs": g.max_pairs, "metric": g.metric, "inconclusive": g.inconclusive,
-                    "repetitions_per_child": cfg.repetitions, "warmups": cfg.warmups}
+                    "max_pairs": g.max_pairs, "looks": g.look_points(), "metric": g.metric,
+                    "inconclusive": g.inconclusive, "repetitions_per_child": cfg.repetitions, "warmups": cfg.warmups}
         return GateResult({**asdict(g.axis), "label": g.axis.label}, settings, g.seed, [c.result for c in cases],
                           self.builds, fingerprint, str(store.path))
 
     def _warn_if_blind(self, tests: int) -> None:
         """The exact signed-rank test cannot go below p = 2^-pairs: with too few pairs for the look's alpha
         over Holm's `tests`, no regression can be found however large; say so before minutes are spent."""
-        alpha = look_alphas(self.gcfg.alpha, self.gcfg.two_looks)[0]
+        alpha = look_alphas(self.gcfg.alpha, len(self.gcfg.look_points()))[0]
         need = math.ceil(math.log2(tests / alpha))
         if self.gcfg.pairs < need:
             self.events.warning(f"{self.gcfg.pairs} pairs cannot show a regression at the first look ({tests} gated "

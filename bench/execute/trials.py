@@ -97,35 +97,38 @@ def _rounds(path: Path) -> tuple[list[dict], list[str], int]:
     return rounds, sorted({c for rd in rounds for c in rd["values"]}), threads
 
 
-def _gate(window: list[dict], head: str, cases: list[str], gated: tuple, pairs: int, max_pairs: int,
-          alphas: tuple, threshold: float, min_effect: float) -> tuple[str, int]:
-    """The gate's overall verdict on `window` (rounds in order) for `head` against A, with its two looks, and
-    the rounds it used (`pairs` when every case decided at the first look)."""
+def _gate(window: list[dict], head: str, cases: list[str], gated: tuple, points: list[int], alphas: list[float],
+          threshold: float, min_effect: float) -> tuple[str, int]:
+    """The gate's overall verdict on `window` (rounds in order) for `head` against A, with its looks at `points`
+    pairs, and the rounds it used (up to the look where every case had decided)."""
     series = {}
     for c in cases:
         usable = [rd["values"][c] for rd in window if {"A", head} <= set(rd["values"].get(c, {}))]
         series[c] = {m: ([u["A"][m] for u in usable], [u[head][m] for u in usable]) for m in METRICS}
-    first = {c: {m: (b[:pairs], h[:pairs]) for m, (b, h) in s.items()} for c, s in series.items()}
-    decided = look(first, {c: gated for c in cases}, alphas[0], threshold, min_effect)
-    open_ = [c for c in cases if decided[c].verdict == "inconclusive"]
-    used = min(pairs, len(window))
-    if open_ and max_pairs > pairs:
-        decided.update(look({c: series[c] for c in open_}, {c: gated for c in open_}, alphas[1], threshold,
-                            min_effect))
-        used = len(window)
+    decided: dict = {}
+    open_, used = list(cases), 0
+    for n, alpha in zip(points, alphas, strict=True):
+        if not open_:
+            break
+        at = {c: {m: (b[:n], h[:n]) for m, (b, h) in series[c].items()} for c in open_}
+        decided.update(look(at, {c: gated for c in open_}, alpha, threshold, min_effect))
+        open_ = [c for c in open_ if decided[c].verdict == "inconclusive"]
+        used = min(n, len(window))
     vs = [decided[c].verdict for c in cases]
     return next((v for v in ("regression", "inconclusive") if v in vs), "pass"), used
 
 
-def evaluate(path: Path, pairs: int, max_pairs: int, alpha: float = 0.01, threshold: float = 0.05,
+def evaluate(path: Path, points: list[int], alpha: float = 0.01, threshold: float = 0.05,
              min_effect: float = 0.01, metric: str = "auto", resample: int = 0, block: int = 8,
              seed: int = 0) -> dict:
-    """The gate's decisions on disjoint windows of `max_pairs` consecutive rounds of a recording (first look
-    at `pairs`, the undecided continuing to `max_pairs`, as `bench gate` does), for A' vs A and B vs A. With
-    `resample`, that many gates of `max_pairs` rounds made of random blocks of `block` consecutive rounds."""
+    """The gate's decisions on disjoint windows of `points[-1]` consecutive rounds of a recording (looks at
+    each of `points` pairs, the undecided going on to the next, as `bench gate` does), for A' vs A and B vs A.
+    With `resample`, that many gates of `points[-1]` rounds made of random blocks of `block` consecutive
+    rounds."""
     rounds, cases, threads = _rounds(path)
     gated = gated_metrics(metric, threads)
-    alphas = look_alphas(alpha, max_pairs > pairs)
+    alphas = look_alphas(alpha, len(points))
+    max_pairs = points[-1]
     if resample:
         if len(rounds) < block:
             raise ConfigError(f"--block {block}: the recording holds only {len(rounds)} rounds")
@@ -149,7 +152,7 @@ def evaluate(path: Path, pairs: int, max_pairs: int, alpha: float = 0.01, thresh
     round_s = statistics.median(rd["seconds"] for rd in rounds) if rounds else None
     out = {}
     for name, head in (("A/A", "A'"), ("injected", "B")):
-        gates = [_gate(w, head, cases, gated, pairs, max_pairs, alphas, threshold, min_effect) for w in windows]
+        gates = [_gate(w, head, cases, gated, points, alphas, threshold, min_effect) for w in windows]
         verdicts = [v for v, _ in gates]
         n = len(verdicts)
         # a round ran three children (A, A', B); a gate runs two of them: two thirds of a round's time
@@ -157,9 +160,9 @@ def evaluate(path: Path, pairs: int, max_pairs: int, alpha: float = 0.01, thresh
                                                       if n else None),
                      **{v: _share(verdicts.count(v), n, bounds=not resample)
                         for v in ("regression", "inconclusive", "pass")}}
-    out["method"] = method + ("; s per gate: the rounds each gate used (its first look's, or all when a case went "
-                              f"on to the second) x the median round ({round_s:.2f} s) x 2/3" if round_s else "")
-    out["settings"] = {"pairs": pairs, "max_pairs": max_pairs, "alpha": alpha, "threshold": threshold,
+    out["method"] = method + ("; s per gate: the rounds each gate used (up to the look where every case had "
+                              f"decided) x the median round ({round_s:.2f} s) x 2/3" if round_s else "")
+    out["settings"] = {"looks": list(points), "alpha": alpha, "threshold": threshold,
                        "min_effect": min_effect, "metric": list(gated),
                        **({"resample": resample, "block": block, "seed": seed} if resample else {})}
     return out

@@ -74,11 +74,13 @@ def fraction(text: str | float, name: str) -> float:
     return value
 
 
-# The second look runs to LOOK_FACTOR x --pairs. At this machine kind's noise (sd of a pair's log ratio 0.08 for
-# pp64 and 0.11-0.12 for tg32, 1 thread, tokens per CPU-second) an A/A gate of 32 -> 64 pairs could not rule out
-# a 5 % slowdown in 25-32 % of resampled gates; 32 -> 96 in 4-16 % (quiet to busy), with most gates still ending at
-# 32 pairs (issue 11's note has the resampling and the recordings).
-LOOK_FACTOR = 3
+# The last look runs to LOOK_FACTOR x --pairs, with LOOKS looks spread evenly up to it. At this machine kind's noise
+# (sd of a pair's log ratio 0.08 for pp64 and 0.11-0.13 for tg32, 1 thread, tokens per CPU-second) an A/A gate of
+# 32 -> 64 pairs could not rule out a 5 % slowdown in 25-32 % of resampled gates, 32 -> 96 in 1-16 % (quiet to busy
+# recordings), 32 -> 96 -> 160 in 0-2 %, for about a tenth more rounds on average: most gates still end at 32 pairs
+# (issue 11's notes have the recordings and the resampling).
+LOOK_FACTOR = 5
+LOOKS = 3
 
 
 @dataclass
@@ -87,10 +89,11 @@ class GateConfig:
 
     axis: Axis
     threshold: float = 0.05  # pass: the interval rules out a slowdown this large
-    alpha: float = 0.01  # family-wise, over every gated (case, metric) and both looks
+    alpha: float = 0.01  # family-wise, over every gated (case, metric) and every look
     min_effect: float = 0.01  # regression: a significant slowdown at least this large
     pairs: int = 32
-    max_pairs: int = 96  # undecided cases continue to this many pairs (== pairs: one look); see LOOK_FACTOR
+    max_pairs: int = 160  # undecided cases continue up to this many pairs (== pairs: one look); see LOOK_FACTOR
+    looks: int = LOOKS  # looks from pairs to max_pairs, evenly spaced
     seed: int = 0  # the order of base and head in each round
     metric: str = "auto"
     inconclusive: str = "fail"  # pass: an inconclusive gate exits 0 (with a warning)
@@ -109,14 +112,20 @@ class GateConfig:
         if not self.pairs <= self.max_pairs <= MAX_PAIRS:
             raise ConfigError(f"--max-pairs must be between --pairs ({self.pairs}) and {MAX_PAIRS}, "
                               f"got {self.max_pairs}")
+        if self.max_pairs > self.pairs and not 2 <= self.looks <= self.max_pairs - self.pairs + 1:
+            raise ConfigError(f"--looks must be between 2 and {self.max_pairs - self.pairs + 1} (one look per pair "
+                              f"from --pairs {self.pairs} to --max-pairs {self.max_pairs}), got {self.looks}")
         if self.metric not in METRIC_CHOICES:
             raise ConfigError(f"--metric takes {', '.join(METRIC_CHOICES)}, got '{self.metric}'")
         if self.inconclusive not in ("pass", "fail"):
             raise ConfigError(f"--inconclusive takes pass or fail, got '{self.inconclusive}'")
 
-    @property
-    def two_looks(self) -> bool:
-        return self.max_pairs > self.pairs
+    def look_points(self) -> list[int]:
+        """The pairs at each look: --pairs, then evenly spaced up to --max-pairs (one look when they are equal)."""
+        if self.max_pairs == self.pairs:
+            return [self.pairs]
+        step = (self.max_pairs - self.pairs) / (self.looks - 1)
+        return [self.pairs + round(i * step) for i in range(self.looks)]
 
 
 @dataclass
