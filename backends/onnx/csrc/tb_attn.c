@@ -16,23 +16,17 @@
 #include "tb_vmath.h"
 
 #define TA_LANES 16 /* independent partial maxima and sums in the softmax */
-#define TA_PF_AHEAD 1 /* blocks: 2, 4 or 8 ahead into L2 measured no better on Zen 5 (8 KB blocks) */
 #define TA_QUERIES 16 /* new tokens per task at most */
 #define TA_BLOCK 64 /* cache rows per loop call: their D-wide slices stay in L1 across the values loop's passes */
 
-/* Rows towards L1 a block before they are computed: the hardware prefetchers stop at 4 KB page boundaries (as
- * for the ternary weights), and a (row, kv head)'s rows span many pages at depth. */
-static void ta_prefetch(const char *rows, size_t bytes) {
-    for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(rows + at, 0, 3);
-}
-
-/* Block j of a task's reads: K's blocks, then V's. */
-static void ta_prefetch_block(const char *k, const char *v, size_t L, size_t row, size_t j) {
+/* Block j of a task's reads (K's blocks, then V's), as the rows a loop prefetches while it computes block j - 1:
+ * the hardware prefetchers stop at 4 KB page boundaries (as for the ternary weights), and a (row, kv head)'s
+ * rows span many pages at depth. */
+static ta_ahead ta_block(const char *k, const char *v, size_t L, size_t row, size_t j) {
     size_t per = (L + TA_BLOCK - 1) / TA_BLOCK;
-    if (j >= 2 * per) return;
-    const char *base = j < per ? k : v;
+    if (j >= 2 * per) return (ta_ahead){NULL, 0, row};
     size_t t0 = (j % per) * TA_BLOCK, n = L - t0 < TA_BLOCK ? L - t0 : TA_BLOCK;
-    ta_prefetch(base + t0 * row, n * row);
+    return (ta_ahead){(j < per ? k : v) + t0 * row, n, row};
 }
 
 typedef struct {
@@ -48,22 +42,28 @@ static inline float ta_elem(const void *rows, int f16, size_t at) {
 }
 
 static void ta_portable_scores(const float *q, size_t G, size_t D, const void *rows, int f16, size_t n, float *s,
-                               size_t ld) {
-    for (size_t t = 0; t < n; t++)
+                               size_t ld, const ta_ahead *pf) {
+    for (size_t t = 0; t < n; t++) {
+        ta_ahead_row(pf, t);
         for (size_t h = 0; h < G; h++) {
             float acc = 0.0f;
             for (size_t d = 0; d < D; d++) acc += q[h * D + d] * ta_elem(rows, f16, t * D + d);
             s[h * ld + t] = acc;
         }
+    }
+    ta_ahead_rest(pf, n);
 }
 
 static void ta_portable_values(const float *p, size_t ld, size_t G, size_t D, const void *rows, int f16, size_t n,
-                               float *o) {
-    for (size_t t = 0; t < n; t++)
+                               float *o, const ta_ahead *pf) {
+    for (size_t t = 0; t < n; t++) {
+        ta_ahead_row(pf, t);
         for (size_t d = 0; d < D; d++) {
             float v = ta_elem(rows, f16, t * D + d);
             for (size_t h = 0; h < G; h++) o[h * D + d] += p[h * ld + t] * v;
         }
+    }
+    ta_ahead_rest(pf, n);
 }
 
 /* y = x with its first rot dimensions rotated by the angles of one position (cos/sin rows of rot / 2). */
@@ -145,19 +145,20 @@ static void ta_task(void *user, size_t item) {
     const char *k = (const char *)a->k + head, *v = (const char *)a->v + head;
     size_t row = D * elem;
     size_t per = (L + TA_BLOCK - 1) / TA_BLOCK;
-    ta_prefetch_block(k, v, L, row, 0);
+    ta_ahead first = ta_block(k, v, L, row, 0);
+    ta_ahead_rest(&first, 0); /* the first block has no loop before it */
     for (size_t t0 = 0; t0 < L; t0 += TA_BLOCK) { /* scores, a block of rows at a time */
         size_t n = L - t0 < TA_BLOCK ? L - t0 : TA_BLOCK;
-        ta_prefetch_block(k, v, L, row, t0 / TA_BLOCK + TA_PF_AHEAD);
-        job->scores(q, Q, D, k + t0 * row, a->kv_f16, n, p + t0, L);
+        ta_ahead next = ta_block(k, v, L, row, t0 / TA_BLOCK + 1);
+        job->scores(q, Q, D, k + t0 * row, a->kv_f16, n, p + t0, L, &next);
     }
     float inv[Q];
     for (size_t j = 0; j < Q; j++) inv[j] = ta_softmax(p + j * L, past + i0 + j / G + 1, L);
     memset(o, 0, Q * D * sizeof *o);
     for (size_t t0 = 0; t0 < L; t0 += TA_BLOCK) {
         size_t n = L - t0 < TA_BLOCK ? L - t0 : TA_BLOCK;
-        ta_prefetch_block(k, v, L, row, per + t0 / TA_BLOCK + TA_PF_AHEAD);
-        job->values(p + t0, L, Q, D, v + t0 * row, a->kv_f16, n, o);
+        ta_ahead next = ta_block(k, v, L, row, per + t0 / TA_BLOCK + 1);
+        job->values(p + t0, L, Q, D, v + t0 * row, a->kv_f16, n, o, &next);
     }
     for (size_t i = 0; i < nq; i++) {
         float *out = a->out + ((b * a->S + i0 + i) * a->H + g * G) * D;
