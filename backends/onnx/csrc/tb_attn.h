@@ -27,7 +27,7 @@ typedef struct {
  * each, `rows` of them) towards L1, so the reads ahead are spread over the work instead of issued in one burst
  * (a burst of a block's lines filled the miss buffers and stalled the loop: one stream ran at 7-14 GB/s). */
 typedef struct {
-    const char *at; /* NULL: nothing ahead */
+    const char *at; /* NULL when rows is 0: nothing ahead */
     size_t rows, bytes;
 } ta_ahead;
 

@@ -12,11 +12,6 @@
 
 #include "tritbench.h"
 
-/* Weights are streamed once: prefetch them 16 KB ahead into L2. The hardware prefetchers stop at 4 KB
- * page boundaries; cold throughput doubled with this (nearer or L1 prefetches did worse). */
-#define TB_PF(p) _mm_prefetch((const char *)(p) + 16384, _MM_HINT_T1)
-#define TERN2_FLUSH 64
-#define TERN3_FLUSH 21
 
 static inline __m256i ld(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
@@ -61,7 +56,7 @@ static inline void tk_avx2_flush(__m256i acc, int32_t *o) {
 static void tk_avx2_tern2_row(const uint8_t *w, const uint8_t *tab, size_t npairs, int32_t *out) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     while (npairs) {
-        size_t n = npairs < TERN2_FLUSH ? npairs : TERN2_FLUSH;
+        size_t n = npairs < TB_FLUSH_TERN2 ? npairs : TB_FLUSH_TERN2;
         npairs -= n;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         for (; n; n--) {
@@ -84,7 +79,7 @@ static void tk_avx2_tern3_row(const uint8_t *w, const uint8_t *tab, size_t nduos
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i zero = _mm256_setzero_si256();
     while (nduos) {
-        size_t n = nduos < TERN3_FLUSH ? nduos : TERN3_FLUSH;
+        size_t n = nduos < TB_FLUSH_TERN167 ? nduos : TB_FLUSH_TERN167;
         nduos -= n;
         __m256i a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
         for (; n; n--) {

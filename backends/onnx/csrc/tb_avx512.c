@@ -168,10 +168,6 @@ static void tk_avx512_unit_gemm(const int16_t *codes, size_t ncols, size_t units
  * tables, broadcast to both halves, serve both. Half the instructions per weight byte of the ymm loop,
  * which at one thread was bound by its shuffles rather than by memory. Accumulator lanes: (group 2p,
  * group 2p+1) of columns c..c+7, then the same for columns c+32..c+39; flushes add each lane pair. */
-#define TK_PF(p) _mm_prefetch((const char *)(p) + 16384, _MM_HINT_T1) /* as tb_avx2.c: 16 KB ahead into L2 */
-#define TK_TERN2_FLUSH 64 /* a lane: 64 * 254; two lanes added: < 32768 */
-#define TK_TERN3_FLUSH 21 /* a lane: 2 pairs * 21 * 382; two lanes added: < 32768 */
-
 /* Lanes (0 + 1) and (2 + 3) of an int16 accumulator, widened and added to columns o[0..7] and o[32..39]. */
 static inline void tk_avx512_flush(__m512i acc, int32_t *o) {
     __m256i lo = _mm512_castsi512_si256(acc), hi = _mm512_extracti64x4_epi64(acc, 1);
@@ -202,12 +198,12 @@ static inline __m512i tk_avx512_bcast(const uint8_t *p) { return _mm512_broadcas
 static void tk_avx512_tern2_row(const uint8_t *w, const uint8_t *tab, size_t npairs, int32_t *out) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), ones = _mm512_set1_epi8(-1);
     while (npairs) {
-        size_t n = npairs < TK_TERN2_FLUSH ? npairs : TK_TERN2_FLUSH;
+        size_t n = npairs < TB_FLUSH_TERN2 ? npairs : TB_FLUSH_TERN2;
         npairs -= n;
         __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                         _mm512_setzero_si512()};
         for (; n; n--) {
-            TK_PF(w);
+            TB_PF(w);
             __m512i tl = tk_avx512_bcast(tab), th = tk_avx512_bcast(tab + 32), v = _mm512_loadu_si512(w);
             TK_ZLOOKUP(_mm512_and_si512(v, m4), 0, a[0], a[1]);
             TK_ZLOOKUP(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), 0, a[2], a[3]);
@@ -230,14 +226,14 @@ static void tk_avx512_tern3_row(const uint8_t *w, const uint8_t *tab, size_t ndu
         _mm512_inserti64x4(_mm512_set1_epi8(0x04), _mm256_set1_epi8(0x01), 1),
     };
     while (nduos) {
-        size_t n = nduos < TK_TERN3_FLUSH ? nduos : TK_TERN3_FLUSH;
+        size_t n = nduos < TB_FLUSH_TERN167 ? nduos : TB_FLUSH_TERN167;
         nduos -= n;
         __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                         _mm512_setzero_si512()};
         for (; n; n--) {
-            TK_PF(w);
-            TK_PF(w + 64);
-            TK_PF(w + 128);
+            TB_PF(w);
+            TB_PF(w + 64);
+            TB_PF(w + 128);
             __m512i s = tk_avx512_bcast(w + 128);
             for (int p = 0; p < 2; p++) {
                 __m512i tl = tk_avx512_bcast(tab + (p << 6)), th = tk_avx512_bcast(tab + (p << 6) + 32);

@@ -418,7 +418,7 @@ int tb_matmul(const tb_kernels *kern, const float *x, size_t M, size_t K, const 
     job.tab = work + qbytes;
     job.rescale = (float *)(work + qbytes + tbytes);
     size_t rows = M < TB_ROW_BLOCK ? M : TB_ROW_BLOCK;
-    size_t chunk = packing == TB_TERN2 ? 64 : 21; /* the kernels' int16 flush interval, in steps */
+    size_t chunk = packing == TB_TERN2 ? TB_FLUSH_TERN2 : TB_FLUSH_TERN167; /* k-blocks end at flushes */
     size_t kblock = TB_TABLE_BUDGET / (rows * job.g.tab_step) / chunk * chunk;
     job.kblock = kblock < chunk ? chunk : kblock;
     int rc = pfor(runner, tb_row_task, M, &job);

@@ -6,9 +6,6 @@
 
 #include "tritbench.h"
 
-#define TERN2_FLUSH 64
-#define TERN3_FLUSH 21
-
 static inline void tk_neon_flush(int16x8_t acc, int32_t *o) {
     vst1q_s32(o, vaddq_s32(vld1q_s32(o), vmovl_s16(vget_low_s16(acc))));
     vst1q_s32(o + 4, vaddq_s32(vld1q_s32(o + 4), vmovl_high_s16(acc)));
@@ -49,7 +46,7 @@ static inline void tk_neon_pair(const uint8_t *w, const uint8_t *tab, const uint
 }
 
 static void tk_neon_row(int packing, const uint8_t *w, const uint8_t *tab, size_t nsteps, int32_t *out) {
-    size_t flush = packing == TB_TERN2 ? TERN2_FLUSH : TERN3_FLUSH;
+    size_t flush = packing == TB_TERN2 ? TB_FLUSH_TERN2 : TB_FLUSH_TERN167;
     while (nsteps) {
         size_t n = nsteps < flush ? nsteps : flush;
         nsteps -= n;

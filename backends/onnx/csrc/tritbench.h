@@ -20,6 +20,17 @@
 #define TB_STEP_TERN2 64
 #define TB_STEP_TERN167 160
 
+/* The per-row kernels' int16 flush interval, in steps: a lane sums one group's table values (|v| <= 254 per
+ * tern2 pair, |~v| <= 382 per tern1.67 group, two groups of it a duo), then two lanes are added: 64 * 254 * 2
+ * and 21 * 2 * 382 * 2 stay below 32768. The driver sizes k-blocks in these units. */
+#define TB_FLUSH_TERN2 64
+#define TB_FLUSH_TERN167 21
+
+/* Weights are streamed once: the per-row kernels prefetch them 16 KB ahead into L2 (locality 2: prefetcht1).
+ * The hardware prefetchers stop at 4 KB page boundaries; cold throughput doubled with this (nearer or L1
+ * prefetches did worse). */
+#define TB_PF(p) __builtin_prefetch((const char *)(p) + 16384, 0, 2)
+
 /* Optional GEMM path on 32-entry unit tables (tb_avx512.c): a unit is 3 weights of one column along K
  * (k = 3u .. 3u + 2, in both packings), its code d0 + 3*d1 + 9*d2 < 27. */
 typedef struct tb_unit_kernels {
