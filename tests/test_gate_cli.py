@@ -114,6 +114,36 @@ def test_gate_trials_records_rounds_of_a_a_prime_and_b(tb_home, tmp_path):
     assert proc.returncode == 0 and "| 1 | A/A |" in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_gate_trials_full_logs_each_gate_and_continues_the_log(tb_home, tmp_path):
+    log = tmp_path / "trials.jsonl"
+    plan = ["--base", "tiny", "--head", "tiny@layers=4", "-w", "pp", "-p", "16", "-r", "1", "--warmups", "0",
+            "--pairs", "2", "--max-pairs", "2", "--looks", "1", "--out", str(tmp_path / "gates"), "--log", str(log)]
+    proc = run_bench(["gate-trials", "full", "--trials", "1", *plan], tb_home)
+    assert proc.returncode == 0 and "| 1 | A/A |" in proc.stdout, proc.stdout + proc.stderr
+    first = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [g["kind"] for g in first] == ["A/A", "injected"]
+    for g in first:
+        assert g["verdict"] in ("pass", "inconclusive", "regression") and g["seconds"] > 0
+        (case,) = g["cases"]
+        assert case["pairs"] == 2 and case["status"] == g["verdict"]
+        assert g["plan"]["base"] == "tiny" and g["plan"]["n_prompt"] == [16] and g["plan"]["looks"] == 1
+    # a second session continues the same log: one more gate of each kind, the first two kept as they were
+    proc = run_bench(["gate-trials", "full", "--trials", "2", *plan], tb_home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "continuing" in proc.stderr and "| 2 | A/A |" in proc.stdout and "| 2 | injected |" in proc.stdout
+    assert "2 of them from earlier sessions" in proc.stdout
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert lines[:2] == first and [g["kind"] for g in lines[2:]] == ["A/A", "injected"]
+    assert lines[2]["seed"] != lines[0]["seed"]
+    # a log of another plan is not mixed in, and a damaged one is refused: one line, nothing run
+    before = log.read_text()
+    proc = run_bench(["gate-trials", "full", "--trials", "3", *plan, "-p", "32"], tb_home)
+    assert_clean_error(proc, "holds gates of another plan (differs in n_prompt)")
+    assert log.read_text() == before
+    log.write_text(before + "{not json\n")
+    assert_clean_error(run_bench(["gate-trials", "full", *plan], tb_home), "trials.jsonl:5 is not a gate-trials log")
+
+
 @pytest.mark.parametrize("gate_rc,trailer,expected", [(0, False, 0), (3, False, 0), (1, False, 1), (1, True, 0),
                                                       (4, True, 1)])
 def test_ci_perf_gate_fails_on_regression_unless_the_commit_accepts_it(tmp_path, gate_rc, trailer, expected):

@@ -285,15 +285,22 @@ def trials_full(
     max_pairs: Annotated[int | None, typer.Option("--max-pairs")] = None,
     looks: Annotated[int, typer.Option("--looks")] = LOOKS,
     out: Annotated[str, typer.Option("--out", help="Results folder of the gates")] = "results/gate-trials",
+    log: Annotated[str | None, typer.Option("--log", help="Trials log, one line per finished gate; an existing "
+                                            "one is continued (default: OUT/trials.jsonl)")] = None,
     json_path: Annotated[str | None, typer.Option("--json")] = None,
 ) -> None:
-    """Run complete A/A and injected-slowdown gates, alternating, and tally their verdicts."""
+    """Run complete A/A and injected-slowdown gates, alternating, and tally their verdicts. Each finished gate
+    is logged, and the same command continues the log until it holds --trials gates of each kind."""
     from tritbench.execute.trials import full
 
     cfg = _trial_config(suite, backends, formats, n_prompt, n_gen, kinds, threads, repetitions, warmups, out)
     events = flags.TerminalEvents()
-    with flags.measuring(events, nothing="interrupted: no trial finished"):
+    log_path = Path(log) if log else Path(out) / "trials.jsonl"
+    if trials_n < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials_n}")
+    resume = f"the gates finished so far are in {log_path}, and the same command continues"
+    with flags.measuring(events, after=f"; {resume}", nothing=f"interrupted: {resume}"):
         schedule = {"pairs": pairs, "max_pairs": _max_pairs(pairs, max_pairs, looks), "looks": looks}
         GateConfig(parse_axis("env:X=a,b"), **schedule).validate()
-        summary = full(cfg, base, head, trials_n, schedule, Path(out), events)
+        summary = full(cfg, base, head, trials_n, schedule, log_path, events)
     _print_trials(summary, json_path)

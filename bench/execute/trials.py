@@ -20,7 +20,7 @@ import json
 import random
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tritbench import machine, plugin
@@ -35,6 +35,7 @@ from tritbench.plan.suite import RunConfig
 from tritbench.results.records import ResultsStore
 
 TRIAL_ENV = "TRITBENCH_TRIAL"  # the A/A axis: a variable no backend reads
+KINDS = ("A/A", "injected")
 
 
 def record(cfg: RunConfig, base: str, head: str, rounds: int, path: Path, seed: int,
@@ -173,22 +174,88 @@ def _share(k: int, n: int, bounds: bool = True) -> dict:
     return {"count": k, "rate": k / n if n else None, "ci95": [lo, hi]}
 
 
-def full(cfg: RunConfig, base: str, head: str, trials: int, gcfg: dict, out: Path,
+# RunConfig fields that do not change what a gate measures (where results go, how long to wait, ...)
+_NOT_PLAN = ("models", "out", "output", "timeout", "energy", "idle_s", "seed")
+
+
+def trials_plan(cfg: RunConfig, base: str, head: str, gcfg: dict) -> dict:
+    """What every gate in a trials log must share for their verdicts to be tallied together."""
+    return {"base": base, "head": head, **{k: v for k, v in asdict(cfg).items() if k not in _NOT_PLAN}, **gcfg}
+
+
+def read_log(path: Path, plan: dict) -> list[dict]:
+    """The finished gates of a trials log (none if it does not exist yet); a log of another plan is an error,
+    so two sessions' verdicts are only tallied together when they ran the same gates."""
+    if not path.exists():
+        return []
+    gates = []
+    for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+            line["kind"], line["verdict"], line["seconds"], line["plan"]  # noqa: B018 (the fields a tally reads)
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"{path}:{n} is not a gate-trials log line") from None
+        if line["plan"] != plan:
+            differ = sorted(k for k in {*plan, *line["plan"]} if plan.get(k) != line["plan"].get(k))
+            raise ConfigError(f"{path} holds gates of another plan (differs in {', '.join(differ)}): "
+                              "give another --log")
+        gates.append(line)
+    return gates
+
+
+def _log_line(kind: str, result, seconds: float, plan: dict) -> dict:
+    cases = []
+    for c in result.cases:
+        d = c.decision
+        tests = {m: {"ratio": t.comparison.ratio, "ci": list(t.comparison.ci)}
+                 for m, t in (d.tests.items() if d else ()) if t.gated and t.comparison}
+        cases.append({"case": c.name, "status": c.status, "pairs": len(c.rounds), "tests": tests,
+                      **({"error": c.error} if c.error else {})})
+    return {"kind": kind, "verdict": result.overall(), "seconds": seconds, "seed": result.seed,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": result.machine.get("id"),
+            "results": result.path, "cases": cases, "plan": plan}
+
+
+def full(cfg: RunConfig, base: str, head: str, trials: int, gcfg: dict, log: Path,
          events: RunEvents | None = None) -> dict:
-    """`trials` complete A/A gates and `trials` complete injected gates, alternating, each with its own seed."""
-    results: dict[str, list] = {"A/A": [], "injected": []}
-    for _ in range(trials):
-        for name, axis in (("A/A", f"env:{TRIAL_ENV}=a,b"), ("injected", f"model={base},{head}")):
-            run_cfg = cfg if name == "injected" else replace(cfg, models=[base])
-            g = GateConfig(parse_axis(axis), seed=random.randrange(2**31), **gcfg)
-            t0 = time.time()
-            result = run_gate(g, replace(run_cfg, out=str(out)), events)
-            results[name].append((result.overall(), time.time() - t0))
-    summary = {}
-    for name, rs in results.items():
-        verdicts = [v for v, _ in rs]
-        summary[name] = {"gates": len(rs), "seconds_per_gate": sum(s for _, s in rs) / len(rs) if rs else None,
+    """Complete A/A and injected gates, alternating, each with its own seed, until the trials log `log` holds
+    `trials` of each kind. Each gate is appended to the log as it finishes, so an interrupted session loses
+    at most the gate in progress and the same command continues where it stopped."""
+    plan = trials_plan(cfg, base, head, gcfg)
+    gates = read_log(log, plan)
+    earlier = len(gates)
+    if earlier:
+        done = {k: sum(g["kind"] == k for g in gates) for k in KINDS}
+        (events or RunEvents()).warning(f"continuing {log}: {done['A/A']} A/A and {done['injected']} injected "
+                                        "gates already in it")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        todo = [k for k in KINDS if sum(g["kind"] == k for g in gates) < trials]
+        if not todo:
+            break
+        kind = min(todo, key=lambda k: sum(g["kind"] == k for g in gates))  # alternate, A/A first
+        axis = f"env:{TRIAL_ENV}=a,b" if kind == "A/A" else f"model={base},{head}"
+        run_cfg = cfg if kind == "injected" else replace(cfg, models=[base])
+        g = GateConfig(parse_axis(axis), seed=random.randrange(2**31), **gcfg)
+        t0 = time.time()
+        result = run_gate(g, run_cfg, events)
+        gates.append(_log_line(kind, result, time.time() - t0, plan))
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(gates[-1]) + "\n")
+    return tally(gates, trials, earlier, log)
+
+
+def tally(gates: list[dict], trials: int, earlier: int, log: Path) -> dict:
+    """Verdict shares per kind over the first `trials` gates of each kind in the log."""
+    summary: dict = {}
+    for kind in KINDS:
+        rs = [g for g in gates if g["kind"] == kind][:trials]
+        verdicts = [g["verdict"] for g in rs]
+        summary[kind] = {"gates": len(rs), "seconds_per_gate": sum(g["seconds"] for g in rs) / len(rs) if rs else None,
                          **{v: _share(verdicts.count(v), len(rs)) for v in ("regression", "inconclusive", "pass",
                                                                              "error")}}
-    summary["method"] = f"{trials} full gates of each kind"
+    sessions = f", {earlier} of them from earlier sessions" if earlier else ""
+    summary["method"] = f"{trials} full gates of each kind (log: {log}{sessions})"
     return summary
