@@ -114,6 +114,27 @@ def test_gate_trials_records_rounds_of_a_a_prime_and_b(tb_home, tmp_path):
     assert proc.returncode == 0 and "| 1 | A/A |" in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_gate_trials_inject_a_larger_k_into_kernel_cases(tb_home, tmp_path):
+    """B's kernels run K 5 % larger (4096 -> 4301), named after A's case, in recordings and in full gates."""
+    kernel = ["-b", "onnx", "-f", "tern2", "-w", "gemv", "-r", "1", "--warmups", "0"]
+    path = tmp_path / "rec.jsonl"
+    proc = run_bench(["gate-trials", "record", str(path), "--rounds", "2", *kernel, "--seed", "3"], tb_home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for ln in map(json.loads, path.read_text().splitlines()):
+        assert list(ln["values"]) == ["onnx/tern2/t1/hot gemv 4096x4096"]
+    children = [json.loads(x) for f in (tmp_path / "rec-records").glob("*.journal") for x in f.read_text().splitlines() if x.strip()]
+    ran = [w for c in children for w in c["result"]["workloads"]]
+    assert sorted(set(ran)) == ["gemv 4096x4096", "gemv 4301x4096"] and ran.count("gemv 4301x4096") == 2
+    proc = run_bench(["gate-trials", "evaluate", str(path), "--pairs", "2", "--max-pairs", "2"], tb_home)
+    assert "injected slowdown measured, onnx/tern2/t1/hot gemv 4096x4096: cpu" in proc.stdout, proc.stdout
+    log = tmp_path / "trials.jsonl"
+    proc = run_bench(["gate-trials", "full", "--trials", "1", *kernel, "--pairs", "2", "--max-pairs", "2", "--looks",
+                      "1", "--out", str(tmp_path / "gates"), "--log", str(log)], tb_home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [(g["kind"], g["cases"][0]["pairs"]) for g in map(json.loads, log.read_text().splitlines())] == [
+        ("A/A", 2), ("injected", 2)]
+
+
 def test_gate_trials_full_logs_each_gate_and_continues_the_log(tb_home, tmp_path):
     log = tmp_path / "trials.jsonl"
     plan = ["--base", "tiny", "--head", "tiny@layers=4", "-w", "pp", "-p", "16", "-r", "1", "--warmups", "0",

@@ -205,6 +205,9 @@ def _print_trials(summary: dict, json_path: str | None) -> None:
         secs = "-" if s["seconds_per_gate"] is None else f"{s['seconds_per_gate']:.0f}"
         print(f"| {s['gates']} | {kind} | {s['regression']['count']} ({rate}) | {ci} | {share['inconclusive']} | "
               f"{share['pass']} | {secs} |")
+    for case, ratios in summary.get("injected_ratio", {}).items():
+        shown = ", ".join(f"{m} {r:.3f}x" for m, r in ratios.items())
+        print(f"injected slowdown measured, {case}: {shown} (B / A, medians of the recording)")
     if json_path:
         _write(json_path, json.dumps(summary, indent=2) + "\n", "--json")
 

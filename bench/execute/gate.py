@@ -78,8 +78,11 @@ def _file_digest(path: str, mtime_ns: int, size: int) -> str:
 
 
 class Gate:
-    def __init__(self, gcfg: GateConfig, base: Side, head: Side, events: RunEvents, child=None):
+    def __init__(self, gcfg: GateConfig, base: Side, head: Side, events: RunEvents, child=None,
+                 kernel_k_differs: bool = False):
         self.gcfg, self.events = gcfg, events
+        # gate-trials' injected slowdown for kernel cases: the head's K is larger, all else the same
+        self.kernel_k_differs = kernel_k_differs
         self.sides = {"base": base, "head": head}
         self.rng = random.Random(gcfg.seed)
         self.builds: dict[str, dict[str, dict]] = {"base": {}, "head": {}}
@@ -94,8 +97,11 @@ class Gate:
                            for v in build_plan(side.cfg, cores)]
         base, head = plans["base"], plans["head"]
 
+        def key(w: Workload):
+            return (w.kind, w.M, w.N) if self.kernel_k_differs and w.kind in plugin.KERNEL_KINDS else w.name
+
         def shape(vs: list[Variant]) -> list[tuple]:
-            return [(v.backend, v.model.format, v.n_threads, v.cache, tuple(w.name for w in v.workloads)) for v in vs]
+            return [(v.backend, v.model.format, v.n_threads, v.cache, tuple(key(w) for w in v.workloads)) for v in vs]
 
         if shape(base) != shape(head):
             raise ConfigError(f"the two sides' plans differ beyond the axis: base runs "
@@ -237,8 +243,10 @@ def _diff(a: dict, b: dict) -> str:
     return "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys[:3]) or "no field differs"
 
 
-def run_gate(gcfg: GateConfig, cfg: RunConfig, events: RunEvents | None = None, child=None) -> GateResult:
-    """Validate, prepare both sides (ref: build each revision; python: check each interpreter), then gate."""
+def run_gate(gcfg: GateConfig, cfg: RunConfig, events: RunEvents | None = None, child=None,
+             injected: RunConfig | None = None) -> GateResult:
+    """Validate, prepare both sides (ref: build each revision; python: check each interpreter), then gate.
+    `injected` (gate-trials, a model axis): the head side's plan, its kernel shapes' K larger than the base's."""
     events = events or RunEvents()
     gcfg.validate()
     emulated = machine.this_emulation()
@@ -248,6 +256,8 @@ def run_gate(gcfg: GateConfig, cfg: RunConfig, events: RunEvents | None = None, 
                           "hardware speed; gate on real hardware")
     ResultsStore.check_writable(Path(cfg.out))
     base, head = sides(gcfg.axis, cfg)
+    if injected is not None:
+        head = replace(head, cfg=injected)
     if gcfg.axis.kind == "ref":
         from tritbench.execute.refs import commit_of, prepare_ref
 
@@ -260,4 +270,4 @@ def run_gate(gcfg: GateConfig, cfg: RunConfig, events: RunEvents | None = None, 
     if gcfg.axis.kind in ("ref", "python"):
         for side in (base, head):
             check_interpreter(side.python)
-    return Gate(gcfg, base, head, events, child).run(Path(cfg.out))
+    return Gate(gcfg, base, head, events, child, kernel_k_differs=injected is not None).run(Path(cfg.out))

@@ -3,7 +3,8 @@
 Two methods (the output says which figure comes from which):
 - full gates (`full`): N A/A gates (an env: axis whose two values change nothing, so both sides run the same
   build and model file) and N gates with an injected slowdown (a model axis: BASE versus BASE with one more
-  layer), each a complete `bench gate` with its own seed, under whatever load the machine has;
+  layer; kernel cases: K 5 % larger), each a complete `bench gate` with its own seed, under whatever load the
+  machine has;
 - a recording (`record`, then `evaluate`): one long session of rounds, each running A, A' (A again, as a
   separate variant) and B (the injected slowdown) in a random order, written round by round to a JSONL file;
   the gate's decision rule is then applied to disjoint windows of consecutive rounds, in time order: A' vs A
@@ -32,10 +33,19 @@ from tritbench.execute.session import RunEvents, check_context, ensure_models
 from tritbench.plan.ab import GateConfig, parse_axis
 from tritbench.plan.cases import build_plan
 from tritbench.plan.suite import RunConfig
+from tritbench.plan.workloads import shapes_of
 from tritbench.results.records import ResultsStore
 
 TRIAL_ENV = "TRITBENCH_TRIAL"  # the A/A axis: a variable no backend reads
+KERNEL_SLOWDOWN = 0.05  # kernel cases' injected slowdown: B's K is 5 % larger (the issue's figure)
 KINDS = ("A/A", "injected")
+
+
+def injected_config(cfg: RunConfig, head: str) -> RunConfig:
+    """B's plan: the head model, and every kernel shape's K larger by KERNEL_SLOWDOWN (a GEMV's work grows with
+    K, so about 5 % slower; the op pads K to its step, which the recording's measured ratio includes)."""
+    shapes = [f"{round(k * (1 + KERNEL_SLOWDOWN))}x{n}" for k, n in shapes_of(cfg.shapes)]
+    return replace(cfg, models=[head], shapes=shapes)
 
 
 def record(cfg: RunConfig, base: str, head: str, rounds: int, path: Path, seed: int,
@@ -43,7 +53,7 @@ def record(cfg: RunConfig, base: str, head: str, rounds: int, path: Path, seed: 
     """Append `rounds` rounds of A, A' and B (models `base`, `base`, `head`) to the JSONL file `path`."""
     events = events or RunEvents()
     cores = machine.physical_cores()
-    plans = {"A": build_plan(replace(cfg, models=[base]), cores), "B": build_plan(replace(cfg, models=[head]), cores)}
+    plans = {"A": build_plan(replace(cfg, models=[base]), cores), "B": build_plan(injected_config(cfg, head), cores)}
     sides = {
         "A": [replace(v, side={"side": "A"}, env={TRIAL_ENV: "a"}) for v in plans["A"]],
         "A'": [replace(v, side={"side": "A'"}, env={TRIAL_ENV: "b"}) for v in plans["A"]],
@@ -71,10 +81,11 @@ def record(cfg: RunConfig, base: str, head: str, rounds: int, path: Path, seed: 
                     vr = runs[side][i]
                     outcome = runner.run_round(vr, r, cfg.repetitions, cfg.seed * 1_000_003 + r * 1009 + i)
                     events.child_done(f"{vr.variant.label} ({side})")
-                    for w in vr.variant.workloads:
+                    # cases are named after A's variant and workloads: B's model, and its kernels' K, differ
+                    for a_w, w in zip(sides["A"][i].workloads, vr.variant.workloads, strict=True):
                         entry = outcome.result.workloads.get(w.name) if outcome.result else None
                         if entry and entry.reps and not entry.error:
-                            case = case_name(vr.variant, w, without_model=True)  # B's model differs from A's
+                            case = case_name(sides["A"][i], a_w, without_model=True)
                             values.setdefault(case, {})[side] = round_value(w, entry.reps)
                     vr.written.clear()  # a failed child does not end the recording: the next round tries again
                 line = {"round": r, "variant": i, "order": order, "seconds": time.time() - t0, "values": values,
@@ -161,12 +172,20 @@ def evaluate(path: Path, points: list[int], alpha: float = 0.01, threshold: floa
                                                       if n else None),
                      **{v: _share(verdicts.count(v), n, bounds=not resample)
                         for v in ("regression", "inconclusive", "pass")}}
+    # what the injection measured over the whole recording, per case (B / A of the gated metric's medians)
+    out["injected_ratio"] = {c: _injected_ratio(rounds, c, gated) for c in cases}
     out["method"] = method + ("; s per gate: the rounds each gate used (up to the look where every case had "
                               f"decided) x the median round ({round_s:.2f} s) x 2/3" if round_s else "")
     out["settings"] = {"looks": list(points), "alpha": alpha, "threshold": threshold,
                        "min_effect": min_effect, "metric": list(gated),
                        **({"resample": resample, "block": block, "seed": seed} if resample else {})}
     return out
+
+
+def _injected_ratio(rounds: list[dict], case: str, gated: tuple) -> dict:
+    both = [rd["values"][case] for rd in rounds if {"A", "B"} <= set(rd["values"].get(case, {}))]
+    return {m: statistics.median(v["B"][m] for v in both) / statistics.median(v["A"][m] for v in both)
+            for m in gated if both}
 
 
 def _share(k: int, n: int, bounds: bool = True) -> dict:
@@ -237,10 +256,12 @@ def full(cfg: RunConfig, base: str, head: str, trials: int, gcfg: dict, log: Pat
             break
         kind = min(todo, key=lambda k: sum(g["kind"] == k for g in gates))  # alternate, A/A first
         axis = f"env:{TRIAL_ENV}=a,b" if kind == "A/A" else f"model={base},{head}"
-        run_cfg = cfg if kind == "injected" else replace(cfg, models=[base])
         g = GateConfig(parse_axis(axis), seed=random.randrange(2**31), **gcfg)
         t0 = time.time()
-        result = run_gate(g, run_cfg, events)
+        if kind == "A/A":
+            result = run_gate(g, replace(cfg, models=[base]), events)
+        else:
+            result = run_gate(g, cfg, events, injected=injected_config(cfg, head))
         gates.append(_log_line(kind, result, time.time() - t0, plan))
         with open(log, "a", encoding="utf-8") as f:
             f.write(json.dumps(gates[-1]) + "\n")
