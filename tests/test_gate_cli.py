@@ -122,7 +122,8 @@ def test_gate_trials_inject_a_larger_k_into_kernel_cases(tb_home, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for ln in map(json.loads, path.read_text().splitlines()):
         assert list(ln["values"]) == ["onnx/tern2/t1/hot gemv 4096x4096"]
-    children = [json.loads(x) for f in (tmp_path / "rec-records").glob("*.journal") for x in f.read_text().splitlines() if x.strip()]
+    journals = (tmp_path / "rec-records").glob("*.journal")
+    children = [json.loads(x) for f in journals for x in f.read_text().splitlines() if x.strip()]
     ran = [w for c in children for w in c["result"]["workloads"]]
     assert sorted(set(ran)) == ["gemv 4096x4096", "gemv 4301x4096"] and ran.count("gemv 4301x4096") == 2
     proc = run_bench(["gate-trials", "evaluate", str(path), "--pairs", "2", "--max-pairs", "2"], tb_home)

@@ -10,8 +10,8 @@ Two methods (the output says which figure comes from which):
   the gate's decision rule is then applied to disjoint windows of consecutive rounds, in time order: A' vs A
   is an A/A gate, B vs A an injected one. Cheaper per gate (a round serves both), and each window sees the
   load of its own stretch of time;
-- resampling a recording (`evaluate --resample N`): N gates, each made of blocks of consecutive rounds drawn at
-  random (with replacement). It estimates rates at window sizes a recording holds too few disjoint windows of,
+- resampling a recording (`evaluate --resample N`): N gates, each made of distinct blocks of consecutive rounds
+  drawn at random. It estimates rates at window sizes a recording holds too few disjoint windows of,
   but its gates share rounds, so it gives no confidence bounds and is no substitute for independent gates.
 """
 
@@ -135,24 +135,26 @@ def evaluate(path: Path, points: list[int], alpha: float = 0.01, threshold: floa
              seed: int = 0) -> dict:
     """The gate's decisions on disjoint windows of `points[-1]` consecutive rounds of a recording (looks at
     each of `points` pairs, the undecided going on to the next, as `bench gate` does), for A' vs A and B vs A.
-    With `resample`, that many gates of `points[-1]` rounds made of random blocks of `block` consecutive
+    With `resample`, that many gates of `points[-1]` rounds made of distinct random blocks of `block` consecutive
     rounds."""
     rounds, cases, threads = _rounds(path)
     gated = gated_metrics(metric, threads)
     alphas = look_alphas(alpha, len(points))
     max_pairs = points[-1]
     if resample:
-        if len(rounds) < block:
-            raise ConfigError(f"--block {block}: the recording holds only {len(rounds)} rounds")
+        need = -(-max_pairs // block)  # blocks per gate
+        if len(rounds) < need * block:
+            raise ConfigError(f"--resample: a gate of {max_pairs} rounds takes {need} blocks of {block}, and the "
+                              f"recording holds only {len(rounds)} rounds")
         rng = random.Random(seed)
         windows = []
         for _ in range(resample):
-            window: list[dict] = []
-            while len(window) < max_pairs:
-                start = rng.randrange(len(rounds) - block + 1)
-                window += rounds[start:start + block]
-            windows.append(window[:max_pairs])
-        method = (f"resampled: {resample} gates of {max_pairs} rounds, each made of random blocks of {block} "
+            # distinct, non-overlapping blocks (a block twice in one gate would count its rounds twice), on a grid
+            # shifted at random so that block edges vary between gates
+            shift = rng.randrange(min(block, len(rounds) - need * block + 1))
+            starts = rng.sample(range(shift, len(rounds) - block + 1, block), need)
+            windows.append([rd for start in starts for rd in rounds[start:start + block]][:max_pairs])
+        method = (f"resampled: {resample} gates of {max_pairs} rounds, each made of distinct random blocks of {block} "
                   f"consecutive rounds of one recording ({len(rounds)} rounds, {len(cases)} cases: "
                   f"{', '.join(cases)}); the gates share rounds, so no confidence bounds")
     else:
