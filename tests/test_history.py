@@ -514,5 +514,7 @@ def test_compare_and_gate_take_a_history_folder_as_a_side(tmp_path, monkeypatch,
     one_line_error(code, err, "--machine, --model, --backend and --since filter a results history")
     code, _, err = bench(["gate", "--ab", "env:X=a,b", "--since", "2025-01-01"], monkeypatch, capsys)
     one_line_error(code, err, "filter a --baseline history")
+    code, _, err = bench(["gate", "--ab", "env:X=a,b", "--model", "small"], monkeypatch, capsys)
+    one_line_error(code, err, "filter a --baseline history (the models to gate on are -m/--models)")
     code, _, err = bench(["compare", db, b, "--since", "last week"], monkeypatch, capsys)
     one_line_error(code, err, "--since takes a date")

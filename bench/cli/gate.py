@@ -90,7 +90,8 @@ def gate(
         _baseline_gate(baseline, suite, fraction(threshold, "--threshold"), alpha, fraction(min_effect, "--min-effect"),
                        inconclusive, json_path, junit, db_flags.filters(machine, model, backend, since))
     if any(v is not None for v in (machine, model, backend, since)):
-        raise BenchError("--machine, --model, --backend and --since filter a --baseline history")
+        hint = " (the models to gate on are -m/--models)" if model is not None else ""
+        raise BenchError(f"--machine, --model, --backend and --since filter a --baseline history{hint}")
     if ab is None:
         raise BenchError("bench gate needs --ab AXIS=BASE,HEAD (or --baseline BASE RESULTS)")
     axis = parse_axis(ab)
