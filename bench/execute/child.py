@@ -22,6 +22,7 @@ from tritbench.measure.energy import select_meter
 from tritbench.measure.memory import PhaseMemory, merge_peaks, process_peak_bytes
 from tritbench.plan.workloads import Workload
 
+SIZING_S = 0.02  # warm kernel calls are timed together this long to size a repetition
 
 def die_with_parent() -> None:
     """Linux: the kernel kills this child when the runner that started it dies, however it dies (a killed
@@ -138,6 +139,21 @@ def run_kernel_repetition(session, calls: int, meter=None) -> dict:
     return rep
 
 
+def calls_per_repetition(run, min_rep_s: float, clock=time.perf_counter) -> int:
+    """Calls that make a repetition last `min_rep_s`. The first call pays for first touch and lazy set-up (a hot
+    4096x4096 GEMV's took 4-5x a warm call, which made repetitions a fifth as long as asked), so it is left out:
+    the size comes from warm calls timed together for at least SIZING_S (or min_rep_s if shorter)."""
+    run()
+    n, t0 = 0, clock()
+    while True:
+        run()
+        n += 1
+        elapsed = clock() - t0
+        if elapsed >= min(SIZING_S, min_rep_s):
+            break
+    return max(1, int(np.ceil(min_rep_s / max(elapsed / n, 1e-9))))
+
+
 def measure_layer(backend, job: KernelJob, w: Workload, entry: WorkloadResult, meter) -> None:
     """Open the layer, size repetitions to at least `min_rep_s` (calls are short), warm up, measure."""
     session = backend.open_kernel(job.format, w.M, w.K, w.N, job.n_threads, job.options, job.seed,
@@ -146,11 +162,9 @@ def measure_layer(backend, job: KernelJob, w: Workload, entry: WorkloadResult, m
         entry.weight_bytes = session.weight_bytes
         entry.copies = session.copies
         entry.settings = session.effective_settings()
-        t0 = time.perf_counter()
-        session.run()
-        one = max(time.perf_counter() - t0, 1e-7)
+        calls = calls_per_repetition(session.run, job.min_rep_s) if job.min_rep_s > 0 else 1
         # at least one pass over every weight copy per repetition, so cold really is cold
-        calls = max(session.copies, int(np.ceil(job.min_rep_s / one)))
+        calls = max(session.copies, calls)
         for _ in range(job.warmups):
             run_kernel_repetition(session, calls)
         for _ in range(job.reps):
