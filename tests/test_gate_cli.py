@@ -149,11 +149,13 @@ def test_gate_trials_full_logs_each_gate_and_continues_the_log(tb_home, tmp_path
         (case,) = g["cases"]
         assert case["pairs"] == 2 and case["status"] == g["verdict"]
         assert g["plan"]["base"] == "tiny" and g["plan"]["n_prompt"] == [16] and g["plan"]["looks"] == 1
+        assert g["tritbench"].startswith(subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+                                                        capture_output=True, text=True).stdout.strip())
     # a second session continues the same log: one more gate of each kind, the first two kept as they were
     proc = run_bench(["gate-trials", "full", "--trials", "2", *plan], tb_home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "continuing" in proc.stderr and "| 2 | A/A |" in proc.stdout and "| 2 | injected |" in proc.stdout
-    assert "2 of them from earlier sessions" in proc.stdout
+    assert "2 of them from earlier sessions; tritbench " in proc.stdout
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert lines[:2] == first and [g["kind"] for g in lines[2:]] == ["A/A", "injected"]
     assert lines[2]["seed"] != lines[0]["seed"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import statistics
+import subprocess
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -226,6 +227,22 @@ def read_log(path: Path, plan: dict) -> list[dict]:
     return gates
 
 
+def tritbench_revision() -> str:
+    """The harness's own code: its git commit (with "-dirty" if its files differ from it), or the package
+    version outside a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return version("tritbench")
+
+
 def _log_line(kind: str, result, seconds: float, plan: dict) -> dict:
     cases = []
     for c in result.cases:
@@ -235,6 +252,7 @@ def _log_line(kind: str, result, seconds: float, plan: dict) -> dict:
         cases.append({"case": c.name, "status": c.status, "pairs": len(c.rounds), "tests": tests,
                       **({"error": c.error} if c.error else {})})
     return {"kind": kind, "verdict": result.overall(), "seconds": seconds, "seed": result.seed,
+            "tritbench": tritbench_revision(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": result.machine.get("id"),
             "results": result.path, "cases": cases, "plan": plan}
 
@@ -280,5 +298,7 @@ def tally(gates: list[dict], trials: int, earlier: int, log: Path) -> dict:
                          **{v: _share(verdicts.count(v), len(rs)) for v in ("regression", "inconclusive", "pass",
                                                                              "error")}}
     sessions = f", {earlier} of them from earlier sessions" if earlier else ""
-    summary["method"] = f"{trials} full gates of each kind (log: {log}{sessions})"
+    revisions = sorted({g.get("tritbench", "unknown") for g in gates})
+    code = f"; tritbench {revisions[0]}" if len(revisions) == 1 else f"; tritbench revisions {', '.join(revisions)}"
+    summary["method"] = f"{trials} full gates of each kind (log: {log}{sessions}{code if gates else ''})"
     return summary
