@@ -274,3 +274,13 @@ def test_session_options_threads_and_spinning():
     assert opts.intra_op_num_threads == 2 and opts.inter_op_num_threads == 1
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+@pytest.mark.parametrize("bad", [0.5, np.nan, 2.0, -3.0])
+def test_pack_refuses_weights_that_are_not_ternary(bad):
+    t = ternary(np.random.default_rng(7), 64, 32).astype(np.float32)
+    assert packing.pack(t, "tern2").size == packing.packed_size(64, 32, "tern2")
+    t[5, 7] = bad
+    for pk in ("tern2", "tern1.67"):
+        with pytest.raises(ValueError, match="only hold -1, 0 and \\+1"):
+            packing.pack(t, pk)

@@ -80,7 +80,8 @@ def _checked_ternary(t: np.ndarray) -> np.ndarray:
     t = np.asarray(t)
     if t.ndim != 2 or t.shape[0] < 1 or t.shape[1] < 1:
         raise ValueError(f"ternary weights must be a non-empty 2-D (K, N) array, got shape {t.shape}")
-    if not np.isin(t, (-1, 0, 1)).all():
+    # three comparisons, not np.isin: isin sorts, 1.7 s of a kernel child's 4 s for a 4096x4096 layer
+    if not ((t == 0) | (t == 1) | (t == -1)).all():
         raise ValueError("ternary weights must only hold -1, 0 and +1")
     return t.astype(np.int8)
 
