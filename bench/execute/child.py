@@ -24,6 +24,7 @@ from tritbench.plan.workloads import Workload
 
 SIZING_S = 0.02  # warm kernel calls are timed together this long to size a repetition
 
+
 def die_with_parent() -> None:
     """Linux: the kernel kills this child when the runner that started it dies, however it dies (a killed
     runner must not leave a child keeping a core busy); and if the runner is already gone, stop now."""
