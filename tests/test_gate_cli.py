@@ -132,8 +132,12 @@ def test_gate_trials_inject_a_larger_k_into_kernel_cases(tb_home, tmp_path):
     proc = run_bench(["gate-trials", "full", "--trials", "1", *kernel, "--pairs", "2", "--max-pairs", "2", "--looks",
                       "1", "--out", str(tmp_path / "gates"), "--log", str(log)], tb_home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert [(g["kind"], g["cases"][0]["pairs"]) for g in map(json.loads, log.read_text().splitlines())] == [
-        ("A/A", 2), ("injected", 2)]
+    gates = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [(g["kind"], g["cases"][0]["pairs"]) for g in gates] == [("A/A", 2), ("injected", 2)]
+    # each side's records hold what its own children measured
+    ran = [{(r["settings"]["side"]["side"], r["workload"]["K"], r["status"])
+            for r in map(json.loads, open(g["results"]))} for g in gates]
+    assert ran == [{("base", 4096, "ok"), ("head", 4096, "ok")}, {("base", 4096, "ok"), ("head", 4301, "ok")}]
 
 
 def test_gate_trials_full_logs_each_gate_and_continues_the_log(tb_home, tmp_path):

@@ -38,6 +38,10 @@ class GateCase:
     base: VariantRun
     head: VariantRun
     result: CaseResult
+    head_workload: Workload | None = None  # the head's, where it differs (gate-trials' larger K); else `workload`
+
+    def side_workload(self, side: str) -> Workload:
+        return (self.head_workload or self.workload) if side == "head" else self.workload
 
 
 def case_name(v: Variant, w: Workload, without_model: bool) -> str:
@@ -121,8 +125,8 @@ class Gate:
                         child=self.child)
         by_model = self.gcfg.axis.kind == "model"  # the model is the axis: case names leave it out
         cases = [GateCase(w, runs[id(b)], runs[id(h)],
-                          CaseResult(case_name(b, w, by_model), gated_metrics(self.gcfg.metric, b.n_threads)))
-                 for b, h in twins for w in b.workloads]
+                          CaseResult(case_name(b, w, by_model), gated_metrics(self.gcfg.metric, b.n_threads)), hw)
+                 for b, h in twins for w, hw in zip(b.workloads, h.workloads, strict=True)]
         self._warn_if_blind(sum(len(c.result.gated) for c in cases))
         with store.lock():
             self.events.started(2 * len(twins) * self.gcfg.pairs)
@@ -180,20 +184,21 @@ class Gate:
     def _round(self, runner: Runner, cases: list[GateCase], r: int, seed: int) -> None:
         """One child per side, in a random order, on the same token traces (`seed`)."""
         order = ["base", "head"] if self.rng.random() < 0.5 else ["head", "base"]
-        workloads = [c.workload for c in cases]
         values: dict[str, dict[str, dict]] = {}
         for side in order:
             vr = cases[0].base if side == "base" else cases[0].head
+            workloads = [c.side_workload(side) for c in cases]
             outcome = runner.run_round(vr, r, runner.cfg.repetitions, seed, workloads)
             self.events.child_done(f"{vr.variant.label} ({side})")
             if outcome.result and outcome.result.backend_info:
                 self._check_build(side, vr.variant, build_fingerprint(outcome, vr.variant.python))
             for c in cases:
-                entry = outcome.result.workloads.get(c.workload.name) if outcome.result else None
-                if c.workload.name in vr.written and c.result.error is None:  # the runner wrote its failed record
-                    c.result.error = f"{side}: {_failure(runner, vr, c.workload) or outcome.error}"
+                w = c.side_workload(side)
+                entry = outcome.result.workloads.get(w.name) if outcome.result else None
+                if w.name in vr.written and c.result.error is None:  # the runner wrote its failed record
+                    c.result.error = f"{side}: {_failure(runner, vr, w) or outcome.error}"
                 elif entry is not None and entry.reps:
-                    values.setdefault(c.result.name, {})[side] = round_value(c.workload, entry.reps)
+                    values.setdefault(c.result.name, {})[side] = round_value(w, entry.reps)
         for c in cases:
             got = values.get(c.result.name, {})
             if c.result.error is None and len(got) == 2:
