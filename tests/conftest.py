@@ -124,6 +124,7 @@ LAYERS = {
     "test_fleet_inventory.py": "unit",
     "test_kernel_backends.py": "integration",
     "test_kernels.py": "integration",
+    "test_kernel_sizing.py": "unit",  # kernel repetitions sized on a fake clock
     "test_layout.py": "unit",
     "test_lifecycle.py": "integration",  # real runners killed and signalled
     "test_llamacpp.py": "integration",
