@@ -22,6 +22,7 @@ import random
 import statistics
 import subprocess
 import time
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tritbench import machine, plugin
 from tritbench.analysis.gate import METRICS, clopper_pearson, gated_metrics, look, look_alphas, round_value
 from tritbench.errors import ConfigError
 from tritbench.execute.gate import case_name, run_gate
+from tritbench.execute.refs import commit_of
 from tritbench.execute.runner import Runner, VariantRun
 from tritbench.execute.session import RunEvents, check_context, ensure_models
 from tritbench.plan.ab import GateConfig, parse_axis
@@ -232,12 +234,11 @@ def tritbench_revision() -> str:
     version outside a checkout."""
     root = Path(__file__).resolve().parents[2]
     try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
+        rev = commit_of(root, "HEAD")[:12]
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+    except (ConfigError, OSError, subprocess.SubprocessError):
         from importlib.metadata import version
 
         return version("tritbench")
@@ -265,16 +266,13 @@ def full(cfg: RunConfig, base: str, head: str, trials: int, gcfg: dict, log: Pat
     plan = trials_plan(cfg, base, head, gcfg)
     gates = read_log(log, plan)
     earlier = len(gates)
+    done = Counter(g["kind"] for g in gates)
     if earlier:
-        done = {k: sum(g["kind"] == k for g in gates) for k in KINDS}
         (events or RunEvents()).warning(f"continuing {log}: {done['A/A']} A/A and {done['injected']} injected "
                                         "gates already in it")
     log.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        todo = [k for k in KINDS if sum(g["kind"] == k for g in gates) < trials]
-        if not todo:
-            break
-        kind = min(todo, key=lambda k: sum(g["kind"] == k for g in gates))  # alternate, A/A first
+    while todo := [k for k in KINDS if done[k] < trials]:
+        kind = min(todo, key=done.__getitem__)  # alternate, A/A first
         axis = f"env:{TRIAL_ENV}=a,b" if kind == "A/A" else f"model={base},{head}"
         g = GateConfig(parse_axis(axis), seed=random.randrange(2**31), **gcfg)
         t0 = time.time()
@@ -283,6 +281,7 @@ def full(cfg: RunConfig, base: str, head: str, trials: int, gcfg: dict, log: Pat
         else:
             result = run_gate(g, cfg, events, injected=injected_config(cfg, head))
         gates.append(_log_line(kind, result, time.time() - t0, plan))
+        done[kind] += 1
         with open(log, "a", encoding="utf-8") as f:
             f.write(json.dumps(gates[-1]) + "\n")
     return tally(gates, trials, earlier, log)
